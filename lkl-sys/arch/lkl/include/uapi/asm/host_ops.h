@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: GPL-2.0-only WITH Linux-syscall-note */
+/*
+ * The contract between the lkl kernel port and its host.
+ *
+ * The kernel runs inside an ordinary process. Everything it needs from the
+ * outside world (threads, blocking primitives, time, memory, console) comes
+ * through one table of function pointers handed to lkl_start_kernel(). The
+ * host implements it (in this project: Rust, see the lkl crate).
+ *
+ * Threading model: exactly one host thread runs kernel code at any time (the
+ * "CPU owner"). Every kernel task that needs its own stack is backed by a
+ * host thread created with thread_create(); a task that is not running is
+ * parked in sem_down() on its own semaphore. Host threads that make system
+ * calls get a kernel task of their own, found through tls_get().
+ */
+#ifndef _ASM_UAPI_LKL_HOST_OPS_H
+#define _ASM_UAPI_LKL_HOST_OPS_H
+
+struct lkl_sem;
+struct lkl_mutex;
+struct lkl_tls_key;
+struct lkl_timer;
+
+/* An opaque host thread handle; 0 means "no thread". */
+typedef unsigned long lkl_thread_t;
+
+struct lkl_host_ops {
+	/* Console output; str is not NUL terminated. */
+	void (*print)(const char *str, int len);
+	/* Called once on a kernel panic, after the message was printed. */
+	void (*panic)(void);
+
+	/* Counting semaphores. sem_alloc returns NULL on failure. */
+	struct lkl_sem *(*sem_alloc)(int count);
+	void (*sem_free)(struct lkl_sem *sem);
+	void (*sem_up)(struct lkl_sem *sem);
+	void (*sem_down)(struct lkl_sem *sem);
+
+	/* Non-recursive mutexes. mutex_alloc returns NULL on failure. */
+	struct lkl_mutex *(*mutex_alloc)(void);
+	void (*mutex_free)(struct lkl_mutex *mutex);
+	void (*mutex_lock)(struct lkl_mutex *mutex);
+	void (*mutex_unlock)(struct lkl_mutex *mutex);
+
+	/*
+	 * Start a detached host thread running fn(arg); returns 0 on failure.
+	 * The thread ends when fn returns (the kernel never asks a thread to
+	 * exit any other way). The host keeps track of the threads it started
+	 * so it can wait for all of them after lkl_halt().
+	 */
+	lkl_thread_t (*thread_create)(void (*fn)(void *), void *arg);
+	/* The calling thread's handle; distinct live threads differ. */
+	lkl_thread_t (*thread_self)(void);
+
+	/*
+	 * Thread-local storage. The destructor runs when a thread that set a
+	 * non-NULL value exits. tls_alloc returns NULL on failure; tls_set
+	 * returns 0 or a negative error. After tls_free no destructor runs.
+	 */
+	struct lkl_tls_key *(*tls_alloc)(void (*destructor)(void *));
+	void (*tls_free)(struct lkl_tls_key *key);
+	int (*tls_set)(struct lkl_tls_key *key, void *data);
+	void *(*tls_get)(struct lkl_tls_key *key);
+
+	/* Memory; mem_alloc returns NULL on failure. */
+	void *(*mem_alloc)(unsigned long size);
+	void (*mem_free)(void *addr);
+
+	/* Monotonic host time in nanoseconds (CLOCK_MONOTONIC). */
+	unsigned long long (*time_ns)(void);
+
+	/*
+	 * One-shot timers. fn(arg) runs on a host thread (never the thread
+	 * that armed the timer while it holds the CPU) delta_ns after
+	 * timer_set_oneshot; arming again replaces the pending expiry; a
+	 * delta of 0 fires as soon as possible. timer_free cancels the timer
+	 * and returns only when fn is no longer running and never will be.
+	 * timer_alloc returns NULL on failure.
+	 */
+	struct lkl_timer *(*timer_alloc)(void (*fn)(void *), void *arg);
+	int (*timer_set_oneshot)(struct lkl_timer *timer,
+				 unsigned long long delta_ns);
+	void (*timer_free)(struct lkl_timer *timer);
+};
+
+/* The layout of struct iovec on the host. */
+struct lkl_iovec {
+	void *iov_base;
+	unsigned long iov_len;
+};
+
+struct lkl_netdev;
+
+/*
+ * A network device backed by the host (e.g. a packet socket). The kernel
+ * sees an L3 point-to-point interface without link-layer header or ARP:
+ * packets are bare IPv4/IPv6. Every packet is accompanied by a struct
+ * virtio_net_hdr (linux/virtio_net.h) carrying offload metadata.
+ */
+struct lkl_netdev_ops {
+	/*
+	 * Send one packet: iov[0] is the virtio_net_hdr, the rest the packet.
+	 * Called with the CPU held; must not block for long. Returns 0 or a
+	 * negative errno (the packet is then counted as dropped).
+	 */
+	int (*tx)(struct lkl_netdev *nd, const struct lkl_iovec *iov, int cnt);
+	/*
+	 * Receive one packet without blocking: the packet into iov[1] and
+	 * its virtio_net_hdr into iov[0]. Returns the packet's length (more
+	 * than iov[1].iov_len if it was truncated), -EAGAIN when no packet
+	 * is waiting, or another negative errno.
+	 */
+	int (*rx)(struct lkl_netdev *nd, struct lkl_iovec *iov, int cnt);
+	/*
+	 * rx returned -EAGAIN and the kernel stopped polling: raise irq
+	 * (lkl_trigger_irq) once a packet is waiting. Devices start armed.
+	 */
+	void (*rx_arm)(struct lkl_netdev *nd);
+};
+
+struct lkl_netdev {
+	const struct lkl_netdev_ops *ops;
+	/* largest packet rx can deliver and tx may be given */
+	unsigned int mtu;
+	/* set by lkl_netdev_add: the interrupt that announces rx packets */
+	int irq;
+};
+
+/*
+ * Entry points; the only global symbols of the kernel library.
+ *
+ * lkl_start_kernel boots the kernel with the given command line (e.g.
+ * "mem=32M loglevel=4") and returns 0 once it is ready for system calls, or
+ * a negative errno (-EINVAL for a bad command line, -ENOMEM when the memory
+ * cannot be had or is too small). It can be called once per process.
+ *
+ * lkl_syscall runs system call nr (asm-generic numbering, see
+ * asm/unistd.h) with up to six arguments from params[] on behalf of the
+ * calling host thread, and returns its result (negative errno on error).
+ *
+ * lkl_halt shuts the kernel down, ends every thread it started and frees
+ * its memory. No other entry point may be called afterwards.
+ *
+ * lkl_netdev_add registers a host network device (down, no address) under
+ * name ("eth%d" when NULL) and returns its ifindex or a negative errno. nd
+ * must stay valid until lkl_halt.
+ *
+ * lkl_trigger_irq raises irq from any host thread. lkl_get_free_irq
+ * reserves an irq number for a host device (negative errno on failure);
+ * lkl_put_irq returns it.
+ */
+int lkl_netdev_add(struct lkl_netdev *nd, const char *name);
+int lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline);
+long lkl_syscall(long nr, long *params);
+long lkl_halt(void);
+int lkl_trigger_irq(int irq);
+int lkl_get_free_irq(const char *user);
+void lkl_put_irq(int irq, const char *user);
+
+#endif /* _ASM_UAPI_LKL_HOST_OPS_H */

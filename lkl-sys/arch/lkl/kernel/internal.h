@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Functions the files of the port share with each other, and nobody else. */
+#ifndef _LKL_KERNEL_INTERNAL_H
+#define _LKL_KERNEL_INTERNAL_H
+
+#include <linux/sched.h>
+#include <asm/host_ops.h>
+#include <asm/thread_info.h>
+
+/* setup.c */
+extern bool lkl_halting;
+void lkl_boot_done(int result);
+__printf(1, 2) void lkl_boot_error(const char *fmt, ...);
+
+/* cpu.c: the one virtual CPU, see the comment there */
+int lkl_cpu_get(void);
+void lkl_cpu_put(void);
+int lkl_cpu_claim_for_irq(int irq);
+void lkl_cpu_set_owner(lkl_thread_t owner);
+int lkl_cpu_init(void);
+void lkl_cpu_shutdown(void);
+
+/* irq.c */
+void lkl_set_irq_pending(int irq);
+void lkl_run_pending_irqs(void);
+bool lkl_irqs_pending(void);
+
+/* threads.c */
+extern struct task_struct *lkl_idle_host_task;
+int lkl_threads_init(void);
+bool lkl_thread_sched_jb(void);
+int lkl_host_task_stub(void *unused);
+void lkl_switch_to_host_task(struct task_struct *task);
+int lkl_start_idle_host_task(void);
+int lkl_threads_halt(void);
+void lkl_thread_left(void);
+
+/* syscalls.c */
+int lkl_syscalls_init(void);
+void lkl_syscalls_cleanup(void);
+int lkl_become_host0(void);
+int lkl_kernel_enter(void);
+void lkl_kernel_exit(void);
+
+/* time.c */
+void lkl_time_cleanup(void);
+
+/* mem.c */
+int lkl_mem_check_param(const char *val);
+void bootmem_init(void);
+void lkl_mem_cleanup(void);
+
+#endif

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Network devices backed by the host.
+ *
+ * The interface is L3 and point-to-point (ARPHRD_NONE, NOARP): packets are
+ * bare IP, as on OpenVZ's venet0 or a tun device, and whatever link layer
+ * the host interface has is the host backend's business. No ARP or
+ * neighbour discovery ever leaves the kernel through it.
+ *
+ * tx hands each packet to the host synchronously. rx is NAPI: the host
+ * raises the device's irq when packets wait, the poll function pulls them
+ * with the rx op straight into skbs, and re-arms the host when drained.
+ */
+#include <linux/if_arp.h>
+#include <linux/interrupt.h>
+#include <linux/netdevice.h>
+#include <linux/rtnetlink.h>
+#include <linux/skbuff.h>
+#include <linux/virtio_net.h>
+#include "internal.h"
+
+struct lkl_netdev_priv {
+	struct lkl_netdev *nd;
+	struct napi_struct napi;
+};
+
+static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
+				   struct net_device *dev)
+{
+	struct lkl_netdev_priv *priv = netdev_priv(dev);
+	struct virtio_net_hdr hdr;
+	struct lkl_iovec iov[2];
+
+	/* Without NETIF_F_SG the stack hands us linear skbs only. */
+	if (virtio_net_hdr_from_skb(skb, &hdr, true, false, 0) ||
+	    skb_linearize(skb))
+		goto drop;
+
+	iov[0].iov_base = &hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = skb->data;
+	iov[1].iov_len = skb->len;
+	if (priv->nd->ops->tx(priv->nd, iov, 2) < 0)
+		goto drop;
+
+	dev->stats.tx_packets++;
+	dev->stats.tx_bytes += skb->len;
+	dev_consume_skb_any(skb);
+	return NETDEV_TX_OK;
+drop:
+	dev->stats.tx_dropped++;
+	dev_kfree_skb_any(skb);
+	return NETDEV_TX_OK;
+}
+
+/* Returns false when the host has nothing more for us now. */
+static bool lkl_netdev_rx_one(struct net_device *dev,
+			      struct lkl_netdev_priv *priv)
+{
+	unsigned int buf_len = priv->nd->mtu;
+	struct virtio_net_hdr hdr;
+	struct lkl_iovec iov[2];
+	struct sk_buff *skb;
+	int len;
+
+	skb = napi_alloc_skb(&priv->napi, buf_len);
+	if (!skb) {
+		dev->stats.rx_dropped++;
+		return false;
+	}
+
+	iov[0].iov_base = &hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = skb->data;
+	iov[1].iov_len = buf_len;
+	len = priv->nd->ops->rx(priv->nd, iov, 2);
+	if (len < 0) {
+		if (len != -EAGAIN)
+			dev->stats.rx_errors++;
+		kfree_skb(skb);
+		return false;
+	}
+	if (len > buf_len || len == 0) {
+		dev->stats.rx_length_errors++;
+		goto drop;
+	}
+	skb_put(skb, len);
+
+	switch (skb->data[0] >> 4) {
+	case 4:
+		skb->protocol = htons(ETH_P_IP);
+		break;
+	case 6:
+		skb->protocol = htons(ETH_P_IPV6);
+		break;
+	default:
+		dev->stats.rx_frame_errors++;
+		goto drop;
+	}
+	skb_reset_mac_header(skb);
+	skb_reset_network_header(skb);
+	if (virtio_net_hdr_to_skb(skb, &hdr, true)) {
+		dev->stats.rx_frame_errors++;
+		goto drop;
+	}
+
+	dev->stats.rx_packets++;
+	dev->stats.rx_bytes += len;
+	napi_gro_receive(&priv->napi, skb);
+	return true;
+drop:
+	kfree_skb(skb);
+	return true;
+}
+
+static int lkl_netdev_poll(struct napi_struct *napi, int budget)
+{
+	struct lkl_netdev_priv *priv = container_of(napi, typeof(*priv), napi);
+	struct net_device *dev = napi->dev;
+	int done = 0;
+
+	while (done < budget && lkl_netdev_rx_one(dev, priv))
+		done++;
+
+	if (done < budget && napi_complete_done(napi, done))
+		priv->nd->ops->rx_arm(priv->nd);
+	return done;
+}
+
+static irqreturn_t lkl_netdev_irq(int irq, void *dev_id)
+{
+	struct lkl_netdev_priv *priv = dev_id;
+
+	napi_schedule(&priv->napi);
+	return IRQ_HANDLED;
+}
+
+static int lkl_netdev_open(struct net_device *dev)
+{
+	struct lkl_netdev_priv *priv = netdev_priv(dev);
+
+	napi_enable(&priv->napi);
+	netif_start_queue(dev);
+	/* packets may have queued up while the device was down */
+	napi_schedule(&priv->napi);
+	return 0;
+}
+
+static int lkl_netdev_stop(struct net_device *dev)
+{
+	struct lkl_netdev_priv *priv = netdev_priv(dev);
+
+	netif_stop_queue(dev);
+	napi_disable(&priv->napi);
+	return 0;
+}
+
+static const struct net_device_ops lkl_netdev_ops = {
+	.ndo_open	= lkl_netdev_open,
+	.ndo_stop	= lkl_netdev_stop,
+	.ndo_start_xmit	= lkl_netdev_xmit,
+};
+
+static void lkl_netdev_setup(struct net_device *dev)
+{
+	dev->netdev_ops = &lkl_netdev_ops;
+	dev->type = ARPHRD_NONE;
+	dev->hard_header_len = 0;
+	dev->addr_len = 0;
+	dev->flags = IFF_NOARP | IFF_POINTOPOINT;
+	dev->tx_queue_len = 1000;
+	dev->min_mtu = 68;
+	dev->max_mtu = 65535;
+	dev->needs_free_netdev = true;
+}
+
+int lkl_netdev_add(struct lkl_netdev *nd, const char *name)
+{
+	struct lkl_netdev_priv *priv;
+	struct net_device *dev;
+	int irq, ret;
+
+	if (!nd || !nd->ops || nd->mtu < 68 || nd->mtu > 65535)
+		return -EINVAL;
+
+	ret = lkl_kernel_enter();
+	if (ret < 0)
+		return ret;
+
+	ret = -ENOMEM;
+	dev = alloc_netdev(sizeof(*priv), name ? name : "eth%d",
+			   NET_NAME_USER, lkl_netdev_setup);
+	if (!dev)
+		goto out;
+	dev->mtu = nd->mtu;
+	priv = netdev_priv(dev);
+	priv->nd = nd;
+	netif_napi_add(dev, &priv->napi, lkl_netdev_poll);
+
+	irq = lkl_get_free_irq("net");
+	if (irq < 0) {
+		ret = irq;
+		goto free_dev;
+	}
+	ret = request_irq(irq, lkl_netdev_irq, 0, dev->name, priv);
+	if (ret)
+		goto put_irq;
+
+	ret = register_netdev(dev);
+	if (ret)
+		goto free_irq;
+	nd->irq = irq;
+	ret = dev->ifindex;
+	goto out;
+
+free_irq:
+	free_irq(irq, priv);
+put_irq:
+	lkl_put_irq(irq, "net");
+free_dev:
+	free_netdev(dev);
+out:
+	lkl_kernel_exit();
+	return ret;
+}

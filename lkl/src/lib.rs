@@ -1,0 +1,24 @@
+//! Linux 6.12 as a library, safely: host operations in Rust, boot and halt, and typed system
+//! calls returning `Result<_, Errno>`.
+//!
+//! ```no_run
+//! use lkl::{BootOptions, Kernel};
+//! let kernel = Kernel::boot(BootOptions::default()).expect("boot");
+//! println!("pid inside LKL: {}", kernel.getpid().unwrap());
+//! kernel.halt().unwrap();
+//! ```
+//!
+//! The kernel boots once per process. All host threads that make system calls share one
+//! kernel process: one fd table, one pid.
+
+mod addr;
+pub mod consts;
+mod errno;
+mod host_ops;
+mod kernel;
+mod syscalls;
+
+pub use errno::Errno;
+pub use kernel::{BootOptions, Error, Kernel, DEFAULT_MEM_MIB, MIN_MEM_MIB};
+pub use lkl_sys as sys;
+pub use syscalls::{EpollEvent, Fd, Utsname};

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Kernel benchmark (issue 2): boot time, getpid round trip, loopback TCP, RSS growth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec cargo run --release -p lkl --example bench_boot
