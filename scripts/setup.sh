@@ -9,7 +9,7 @@ packages=(
     # bindgen (lkl-sys) needs libclang
     clang libclang-dev
     # tests, demos and benchmarks
-    iproute2 python3 curl iperf3
+    iproute2 iputils-ping python3 curl iperf3
 )
 
 missing=()

@@ -6,3 +6,5 @@
 
 // Referencing the crate makes rustc link it (and with it liblkl.a) into the cdylib.
 pub use lkl;
+
+pub mod config;

@@ -15,10 +15,14 @@ mod addr;
 pub mod consts;
 mod errno;
 mod host_ops;
+mod ifconfig;
 mod kernel;
+pub mod netdev;
+pub mod packet;
 mod syscalls;
 
 pub use errno::Errno;
+pub use ifconfig::{InterfaceConfig, Ipv4Net, Ipv6Net};
 pub use kernel::{BootOptions, Error, Kernel, DEFAULT_MEM_MIB, MIN_MEM_MIB};
 pub use lkl_sys as sys;
 pub use syscalls::{EpollEvent, Fd, Utsname};

@@ -12,10 +12,11 @@ use lkl::sys::{EPOLLIN, EPOLLOUT, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use lkl::{BootOptions, EpollEvent, Errno, Fd};
 
 const CONNECTIONS: usize = 200;
-/// TCP's memory limits (tcp_mem) scale with the kernel's RAM. With 64-512 MiB this load (up
-/// to ~100 MiB in flight) pushes TCP into memory pressure, where the transfer was seen to stall
-/// for good; 1 GiB keeps it out. The reservation costs only the pages the kernel touches.
-const MEM_MIB: u32 = 1024;
+/// TCP's memory limits (tcp_mem) scale with the kernel's RAM, as on any Linux. With 64 MiB
+/// (tcp_mem max ~6 MiB) this load (up to ~100 MiB in flight) ends in memory pressure where the
+/// kernel resets orphaned sockets ("out of memory -- consider tuning tcp_mem"); 256 MiB keeps it
+/// clear. The reservation costs only the pages the kernel touches.
+const MEM_MIB: u32 = 256;
 const BYTES: usize = 256 * 1024;
 
 struct Client {

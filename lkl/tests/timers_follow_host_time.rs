@@ -1,11 +1,14 @@
-//! Kernel timers and clocks track the host's: sleeps last as long as asked, and time (the
-//! clocksource and jiffies) moves on while the kernel sits idle.
+//! Kernel timers and clocks track the host's: sleeps last as long as asked, time (the
+//! clocksource and jiffies) moves on while the kernel sits idle, and the timer wheel, which the
+//! tick drives (TCP's retransmission timers live there), fires.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use lkl::sys::CLOCK_MONOTONIC;
+use lkl::consts::{SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM};
+use lkl::sys::{CLOCK_MONOTONIC, EPOLLIN, EPOLL_CTL_ADD};
+use lkl::{EpollEvent, Errno};
 
 #[test]
 fn a_10ms_nanosleep_takes_10_to_30ms() {
@@ -49,4 +52,47 @@ fn clocks_and_jiffies_advance_while_idle() {
         (25..=(host.as_millis() as i64 / 10 + 5)).contains(&ticks),
         "{ticks} ticks in {host:?}"
     );
+}
+
+/// A SYN dropped because the listener's accept queue is full is only sent again when TCP's
+/// retransmission timer (a timer-wheel timer, initial RTO 1 s) fires.
+#[test]
+fn a_dropped_syn_is_retransmitted_by_the_timer_wheel() {
+    let k = common::kernel();
+    let (probe, addr) = common::listener(k, "127.0.0.1:0");
+    k.close(probe).unwrap();
+    let listener = k.socket(common::family(&addr), SOCK_STREAM | SOCK_CLOEXEC, 0).unwrap();
+    k.bind(listener, &addr).unwrap();
+    // Backlog 0: the accept queue holds one connection; further SYNs are dropped.
+    k.listen(listener, 0).unwrap();
+    let first = common::connect(k, &addr);
+
+    let second = k
+        .socket(common::family(&addr), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(k.connect(second, &addr), Err(Errno::EINPROGRESS));
+    std::thread::sleep(Duration::from_millis(200));
+    let (accepted, _) = k.accept4(listener, SOCK_CLOEXEC).unwrap();
+
+    let epfd = k.epoll_create1(0).unwrap();
+    k.epoll_ctl(
+        epfd,
+        EPOLL_CTL_ADD,
+        listener,
+        Some(EpollEvent {
+            events: EPOLLIN,
+            data: 0,
+        }),
+    )
+    .unwrap();
+    let mut events = [EpollEvent::default()];
+    let ready = k.epoll_pwait(epfd, &mut events, 5000).unwrap();
+    let took = started.elapsed();
+    assert_eq!(ready, 1, "the retransmitted SYN never came ({took:?})");
+    assert!(took >= Duration::from_millis(900), "no retransmission needed? {took:?}");
+
+    for fd in [first, second, accepted, epfd, listener] {
+        k.close(fd).unwrap();
+    }
 }

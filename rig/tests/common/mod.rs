@@ -260,16 +260,11 @@ fn set_int_option(
     Ok(())
 }
 
-/// Counts the IP packets addressed to `dst` that an AF_PACKET/SOCK_DGRAM socket bound to
-/// `ifname` in `ns` (what LKL's backend will use) receives while `during` runs.
-pub fn packet_socket_sees(
-    ns: &Netns,
-    ifname: &str,
-    dst: IpAddr,
-    during: impl FnOnce(),
-) -> io::Result<usize> {
+/// An AF_PACKET/SOCK_DGRAM socket for every protocol (what LKL's backend uses), bound to
+/// `ifname` in `ns`; it sees the interface's packets in both directions.
+pub fn packet_socket(ns: &Netns, ifname: &str) -> io::Result<OwnedFd> {
     let name = std::ffi::CString::new(ifname).expect("interface name");
-    let sock = ns.in_thread(|| -> io::Result<OwnedFd> {
+    ns.in_thread(|| -> io::Result<OwnedFd> {
         // SAFETY: socket takes integers only; a valid descriptor it returns is ours to own.
         let fd = unsafe {
             libc::socket(
@@ -305,7 +300,18 @@ pub fn packet_socket_sees(
             return Err(io::Error::last_os_error());
         }
         Ok(sock)
-    })??;
+    })?
+}
+
+/// Counts the IP packets addressed to `dst` that an AF_PACKET/SOCK_DGRAM socket bound to
+/// `ifname` in `ns` (what LKL's backend will use) receives while `during` runs.
+pub fn packet_socket_sees(
+    ns: &Netns,
+    ifname: &str,
+    dst: IpAddr,
+    during: impl FnOnce(),
+) -> io::Result<usize> {
+    let sock = packet_socket(ns, ifname)?;
     during();
     let mut count = 0;
     let mut buf = [0u8; 2048];

@@ -12,6 +12,7 @@
 #include <linux/hardirq.h>
 #include <linux/irqchip.h>
 #include <linux/seq_file.h>
+#include <asm/irq_regs.h>
 #include <asm/irqflags.h>
 #include "internal.h"
 
@@ -40,15 +41,25 @@ bool lkl_irqs_pending(void)
 	return false;
 }
 
+/*
+ * The registers an interrupt "interrupted". There are none, but the tick
+ * only does its periodic work (timer wheel, scheduler tick, RCU) when
+ * get_irq_regs() is set, so it must point somewhere: kernel mode, pc 0.
+ */
+static struct pt_regs irq_regs;
+
 static void run_irq(int irq)
 {
+	struct pt_regs *old_regs;
 	unsigned long flags;
 
 	/* handlers run with interrupts off, softirqs follow in irq_exit */
 	local_irq_save(flags);
+	old_regs = set_irq_regs(&irq_regs);
 	irq_enter();
 	generic_handle_irq(irq);
 	irq_exit();
+	set_irq_regs(old_regs);
 	local_irq_restore(flags);
 }
 

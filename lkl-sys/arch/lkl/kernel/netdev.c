@@ -103,6 +103,9 @@ static bool lkl_netdev_rx_one(struct net_device *dev,
 		dev->stats.rx_frame_errors++;
 		goto drop;
 	}
+	/* the helper leaves this flag to the driver, as virtio-net does */
+	if (hdr.flags & VIRTIO_NET_HDR_F_DATA_VALID)
+		skb->ip_summed = CHECKSUM_UNNECESSARY;
 
 	dev->stats.rx_packets++;
 	dev->stats.rx_bytes += len;

@@ -1,0 +1,814 @@
+//! The packet backend: LKL's device on top of an `AF_PACKET, SOCK_DGRAM` socket bound to a
+//! host interface — the one socket type OpenVZ's `venet0` accepts.
+//!
+//! * Packets are bare IP both ways (LKL's device is L3, and SOCK_DGRAM strips and adds the
+//!   host's link-layer header), so no synthetic Ethernet header is added or removed.
+//! * tx: `sendmsg` with a `sockaddr_ll` naming the protocol (from the IP version nibble); on an
+//!   Ethernet host interface also the next hop's MAC, learned from received frames or from the
+//!   host's ARP table at open.
+//! * rx: `recvmsg(MSG_DONTWAIT|MSG_TRUNC)` straight into the kernel's skb; PACKET_AUXDATA
+//!   tells whether the host verified the checksum.
+//! * A classic-BPF filter lets only packets for LKL's addresses reach the socket, and
+//!   PACKET_IGNORE_OUTGOING keeps our own tx out of it.
+//! * An rx thread waits for the socket to become readable while the device is armed, then
+//!   raises the device's irq.
+
+mod sys;
+
+use std::ffi::{c_int, CString};
+use std::fmt;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::netdev::{Irq, NetBackend, VNET_HDR_F_DATA_VALID, VNET_HDR_LEN};
+use crate::Errno;
+
+// linux/if_packet.h, linux/if_ether.h, linux/if_arp.h, asm-generic/socket.h
+const SOL_PACKET: c_int = 263;
+const PACKET_AUXDATA: c_int = 8;
+const PACKET_IGNORE_OUTGOING: c_int = 23;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+const ETH_P_ALL: u16 = 0x0003;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ARPHRD_ETHER: u16 = 1;
+const PACKET_OUTGOING: u8 = 4;
+// virtio_net_hdr flags and gso types (linux/virtio_net.h)
+const VNET_HDR_F_NEEDS_CSUM: u8 = 1;
+const VNET_HDR_GSO_NONE: u8 = 0;
+
+/// `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// What the backend needs to know to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketConfig {
+    /// The host interface (`LKL_HIJACK_NET_IFPARAMS`).
+    pub ifname: String,
+    /// LKL's addresses: the only destinations the socket filter lets through.
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    /// On an Ethernet interface: the next hop whose MAC the host's ARP table gives at open,
+    /// used until a received frame names one.
+    pub next_hop: Option<Ipv4Addr>,
+}
+
+/// Why the backend could not open; displayed as one line naming the variable.
+#[derive(Debug)]
+pub enum OpenError {
+    NoSuchInterface {
+        ifname: String,
+    },
+    InterfaceDown {
+        ifname: String,
+    },
+    NotPermitted {
+        ifname: String,
+    },
+    Host {
+        ifname: String,
+        step: &'static str,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const VAR: &str = "LKL_HIJACK_NET_IFPARAMS";
+        match self {
+            OpenError::NoSuchInterface { ifname } => {
+                write!(
+                    f,
+                    "{VAR}={ifname}: expected the name of an existing host interface"
+                )
+            }
+            OpenError::InterfaceDown { ifname } => {
+                write!(
+                    f,
+                    "{VAR}={ifname}: expected an interface that is up (it is down)"
+                )
+            }
+            OpenError::NotPermitted { ifname } => write!(
+                f,
+                "{VAR}={ifname}: a packet socket needs CAP_NET_RAW, which this process lacks"
+            ),
+            OpenError::Host {
+                ifname,
+                step,
+                error,
+            } => {
+                write!(f, "{VAR}={ifname}: {step} failed: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Counters, readable while the backend runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketStats {
+    /// Packets handed to LKL.
+    pub rx_packets: u64,
+    /// Packets longer than LKL's buffer (LKL drops them).
+    pub rx_truncated: u64,
+    /// Packets sent to the host.
+    pub tx_packets: u64,
+    /// Packets dropped because no next-hop MAC is known yet (Ethernet interfaces).
+    pub tx_no_next_hop: u64,
+    /// Packets the host refused or LKL handed over malformed.
+    pub tx_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    rx_packets: AtomicU64,
+    rx_truncated: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_no_next_hop: AtomicU64,
+    tx_errors: AtomicU64,
+}
+
+/// Whether the kernel waits for an irq (armed) and whether the rx thread must end.
+struct RxState {
+    armed: bool,
+    stopping: bool,
+}
+
+/// The next hop's MAC in the low 48 bits, bit 48 set when known: one atomic, read per tx.
+const MAC_KNOWN: u64 = 1 << 48;
+
+fn mac_to_u64(mac: [u8; 6]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..6].copy_from_slice(&mac);
+    u64::from_le_bytes(b) | MAC_KNOWN
+}
+
+fn u64_to_mac(v: u64) -> Option<[u8; 6]> {
+    (v & MAC_KNOWN != 0).then(|| {
+        let b = v.to_le_bytes();
+        [b[0], b[1], b[2], b[3], b[4], b[5]]
+    })
+}
+
+/// An open packet socket serving as LKL's device.
+pub struct PacketBackend {
+    sock: sys::Fd,
+    ifindex: c_int,
+    /// An Ethernet-type host interface: tx needs the next hop's MAC.
+    ethernet: bool,
+    mtu: u32,
+    next_hop_mac: AtomicU64,
+    counters: Counters,
+    rx: Mutex<RxState>,
+    rx_cond: Condvar,
+    /// Written to end the rx thread's poll.
+    stop_fd: sys::Fd,
+    rx_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn ifreq(ifname: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { zeroed() };
+    for (dst, &src) in ifr.ifr_name.iter_mut().zip(ifname.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr
+}
+
+/// The classic-BPF program accepting IPv4 packets to `v4` and IPv6 packets to `v6` (the
+/// packet starts at the IP header on a SOCK_DGRAM socket). Returns whole packets.
+fn filter_program(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Vec<libc::sock_filter> {
+    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const ACCEPT: u32 = u32::MAX;
+    let stmt = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k, jt, jf| libc::sock_filter {
+        code: JEQ_K,
+        jt,
+        jf,
+        k,
+    };
+    // Each block tests one address word by word, falling through on a match; a mismatch
+    // jumps to the block's final reject.
+    let mut v4_block = Vec::new();
+    if let Some(a) = v4 {
+        v4_block.push(stmt(LD_W_ABS, 16)); // daddr
+        v4_block.push(jeq(u32::from(a), 0, 1));
+        v4_block.push(stmt(RET_K, ACCEPT));
+    }
+    v4_block.push(stmt(RET_K, 0));
+    let mut v6_block = Vec::new();
+    if let Some(a) = v6 {
+        let words: Vec<u32> = a
+            .octets()
+            .chunks_exact(4)
+            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        for (i, &w) in words.iter().enumerate() {
+            v6_block.push(stmt(LD_W_ABS, 24 + 4 * i as u32)); // daddr
+                                                              // Instructions left after this jeq up to the reject: the remaining words' pairs
+                                                              // plus the accept.
+            let to_reject = (2 * (3 - i) + 1) as u8;
+            v6_block.push(jeq(w, 0, to_reject));
+        }
+        v6_block.push(stmt(RET_K, ACCEPT));
+    }
+    v6_block.push(stmt(RET_K, 0));
+    // Layout: [ld proto] [jeq IPv4] [jeq IPv6] v4_block v6_block. IPv4 jumps over the
+    // second test into v4_block; IPv6 jumps over v4_block; anything else jumps to the last
+    // instruction, v6_block's reject.
+    let (v4_len, v6_len) = (v4_block.len() as u8, v6_block.len() as u8);
+    let mut prog = vec![
+        // The protocol the host kernel gave the packet (skb->protocol).
+        stmt(LD_H_ABS, (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32),
+        jeq(u32::from(ETH_P_IP), 1, 0),
+        jeq(u32::from(ETH_P_IPV6), v4_len, v4_len + v6_len - 1),
+    ];
+    prog.extend(v4_block);
+    prog.extend(v6_block);
+    prog
+}
+
+impl PacketBackend {
+    /// Opens the socket on `cfg.ifname` (in the calling thread's network namespace; the
+    /// socket stays there whatever thread uses it later).
+    pub fn open(cfg: &PacketConfig) -> Result<Arc<PacketBackend>, OpenError> {
+        let ifname = cfg.ifname.clone();
+        let host = |step: &'static str| {
+            let ifname = ifname.clone();
+            move |error| OpenError::Host {
+                ifname,
+                step,
+                error,
+            }
+        };
+        if cfg.ifname.is_empty()
+            || cfg.ifname.len() >= libc::IFNAMSIZ
+            || cfg.ifname.contains(['\0', '/'])
+        {
+            return Err(OpenError::NoSuchInterface { ifname });
+        }
+        // Protocol 0: no packet is queued before the filter is attached and we bind.
+        let sock = sys::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0).map_err(
+            |e| match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => OpenError::NotPermitted {
+                    ifname: ifname.clone(),
+                },
+                _ => host("socket(AF_PACKET, SOCK_DGRAM)")(e),
+            },
+        )?;
+        let mut ifr = ifreq(&cfg.ifname);
+        // SAFETY: SIOCGIFINDEX reads the name and writes ifr_ifindex of an ifreq.
+        unsafe { sys::ioctl(&sock, libc::SIOCGIFINDEX as _, &mut ifr) }.map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::ENODEV) => OpenError::NoSuchInterface {
+                    ifname: ifname.clone(),
+                },
+                _ => host("SIOCGIFINDEX")(e),
+            }
+        })?;
+        // SAFETY: SIOCGIFINDEX filled the ifindex member.
+        let ifindex = unsafe { ifr.ifr_ifru.ifru_ifindex };
+        // SAFETY: SIOCGIFFLAGS writes the flags member of an ifreq.
+        unsafe { sys::ioctl(&sock, libc::SIOCGIFFLAGS as _, &mut ifr) }
+            .map_err(host("SIOCGIFFLAGS"))?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member.
+        if unsafe { ifr.ifr_ifru.ifru_flags } & libc::IFF_UP as i16 == 0 {
+            return Err(OpenError::InterfaceDown { ifname });
+        }
+        // SAFETY: SIOCGIFMTU writes the mtu member of an ifreq.
+        unsafe { sys::ioctl(&sock, libc::SIOCGIFMTU as _, &mut ifr) }
+            .map_err(host("SIOCGIFMTU"))?;
+        // SAFETY: SIOCGIFMTU filled the mtu member.
+        let mtu = unsafe { ifr.ifr_ifru.ifru_mtu } as u32;
+        // SAFETY: SIOCGIFHWADDR writes the hwaddr member of an ifreq.
+        unsafe { sys::ioctl(&sock, libc::SIOCGIFHWADDR as _, &mut ifr) }
+            .map_err(host("SIOCGIFHWADDR"))?;
+        // SAFETY: SIOCGIFHWADDR filled the hwaddr member; sa_family is the ARPHRD type.
+        let ethernet = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family } == ARPHRD_ETHER;
+
+        let prog = filter_program(cfg.ipv4, cfg.ipv6);
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr().cast_mut(),
+        };
+        // SAFETY: SO_ATTACH_FILTER takes a sock_fprog whose program the kernel copies.
+        unsafe { sys::setsockopt(&sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog) }
+            .map_err(host("SO_ATTACH_FILTER"))?;
+        let one: c_int = 1;
+        // SAFETY: both options take an int.
+        unsafe {
+            sys::setsockopt(&sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)
+                .map_err(host("PACKET_IGNORE_OUTGOING"))?;
+            sys::setsockopt(&sock, SOL_PACKET, PACKET_AUXDATA, &one)
+                .map_err(host("PACKET_AUXDATA"))?;
+        }
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = ifindex;
+        sys::bind_ll(&sock, &sll).map_err(host("bind"))?;
+
+        let next_hop_mac = match (ethernet, cfg.next_hop) {
+            (true, Some(ip)) => arp_lookup(ip, &cfg.ifname).map_or(0, mac_to_u64),
+            _ => 0,
+        };
+        Ok(Arc::new(PacketBackend {
+            sock,
+            ifindex,
+            ethernet,
+            mtu,
+            next_hop_mac: AtomicU64::new(next_hop_mac),
+            counters: Counters::default(),
+            rx: Mutex::new(RxState {
+                armed: true,
+                stopping: false,
+            }),
+            rx_cond: Condvar::new(),
+            stop_fd: sys::eventfd().map_err(host("eventfd"))?,
+            rx_thread: Mutex::new(None),
+        }))
+    }
+
+    /// The host interface's MTU: the size of LKL's device.
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+
+    /// The next hop's MAC on an Ethernet interface, once known.
+    pub fn next_hop_mac(&self) -> Option<[u8; 6]> {
+        u64_to_mac(self.next_hop_mac.load(Ordering::Relaxed))
+    }
+
+    pub fn stats(&self) -> PacketStats {
+        let c = &self.counters;
+        PacketStats {
+            rx_packets: c.rx_packets.load(Ordering::Relaxed),
+            rx_truncated: c.rx_truncated.load(Ordering::Relaxed),
+            tx_packets: c.tx_packets.load(Ordering::Relaxed),
+            tx_no_next_hop: c.tx_no_next_hop.load(Ordering::Relaxed),
+            tx_errors: c.tx_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts the rx thread, which raises `irq` when a packet waits while the device is armed.
+    /// Call once, after registering the device.
+    pub fn start_rx(self: &Arc<Self>, irq: Irq) -> io::Result<()> {
+        let me = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("lkl-packet-rx".into())
+            .spawn(move || me.rx_loop(irq))?;
+        *self.rx_thread.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Ends the rx thread and waits for it. Must happen before the kernel halts (the thread
+    /// raises irqs); the socket stays open until the backend is dropped.
+    pub fn stop_rx(&self) {
+        self.rx.lock().stopping = true;
+        self.rx_cond.notify_all();
+        if let Err(e) = sys::eventfd_signal(&self.stop_fd) {
+            log::error!(target: "lkl", "packet backend: waking the rx thread: {e}");
+        }
+        if let Some(handle) = self.rx_thread.lock().take() {
+            // A panic there was already reported by the panic hook.
+            let _ = handle.join();
+        }
+    }
+
+    fn rx_loop(&self, irq: Irq) {
+        loop {
+            {
+                let mut state = self.rx.lock();
+                while !state.armed && !state.stopping {
+                    self.rx_cond.wait(&mut state);
+                }
+                if state.stopping {
+                    return;
+                }
+            }
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.sock.raw(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.stop_fd.raw(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            match sys::ppoll(&mut fds) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!(target: "lkl", "packet backend: poll: {e}; rx stops");
+                    return;
+                }
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+                log::error!(target: "lkl", "packet backend: socket error; rx stops");
+                return;
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                // Disarm before the irq: the kernel re-arms (rx_arm) once it has drained the
+                // socket, possibly before trigger() returns.
+                self.rx.lock().armed = false;
+                irq.trigger();
+            }
+        }
+    }
+}
+
+impl Drop for PacketBackend {
+    fn drop(&mut self) {
+        self.stop_rx();
+    }
+}
+
+/// The MAC of `ip` on `ifname` in the calling thread's network namespace's ARP table.
+fn arp_lookup(ip: Ipv4Addr, ifname: &str) -> Option<[u8; 6]> {
+    let path = CString::new("/proc/thread-self/net/arp").ok()?;
+    let table = sys::read_file(&path).ok()?;
+    parse_arp_table(&String::from_utf8_lossy(&table), ip, ifname)
+}
+
+/// Finds a complete entry (flag ATF_COM, 0x2) in /proc/net/arp's format.
+fn parse_arp_table(table: &str, ip: Ipv4Addr, ifname: &str) -> Option<[u8; 6]> {
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let [addr, _hwtype, flags, mac, _mask, dev] = cols[..] else {
+            return None;
+        };
+        let complete = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()? & 0x2 != 0;
+        if addr.parse::<Ipv4Addr>().ok()? != ip || dev != ifname || !complete {
+            return None;
+        }
+        let mut out = [0u8; 6];
+        let mut parts = mac.split(':');
+        for b in &mut out {
+            *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+        }
+        Some(out)
+    })
+}
+
+/// Where the TCP/UDP checksum of an IP packet starts (its L4 header) and where its field is
+/// within it; None for other protocols and IPv6 extension headers.
+fn partial_csum_location(packet: &[u8]) -> Option<(u16, u16)> {
+    let (l4_start, proto) = match packet.first()? >> 4 {
+        4 => (u16::from(packet[0] & 0x0f) * 4, *packet.get(9)?),
+        6 => (40, *packet.get(6)?),
+        _ => return None,
+    };
+    let offset = match proto {
+        6 => 16, // TCP
+        17 => 6, // UDP
+        _ => return None,
+    };
+    Some((l4_start, offset))
+}
+
+/// Completes a CHECKSUM_PARTIAL packet: the 16-bit one's complement sum from `start` to the
+/// end, stored at `start + offset` (the field holds the pseudo-header sum already).
+fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> Option<()> {
+    if start + offset + 2 > packet.len() {
+        return None;
+    }
+    let mut sum: u64 = 0;
+    let mut chunks = packet[start..].chunks_exact(2);
+    for c in &mut chunks {
+        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let csum = !(sum as u16);
+    packet[start + offset..start + offset + 2].copy_from_slice(&csum.to_be_bytes());
+    Some(())
+}
+
+impl PacketBackend {
+    fn send(&self, packet: &[u8]) -> Result<(), Errno> {
+        let protocol = match packet.first().map(|b| b >> 4) {
+            Some(4) => ETH_P_IP,
+            Some(6) => ETH_P_IPV6,
+            _ => return Err(Errno::EINVAL),
+        };
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = protocol.to_be();
+        sll.sll_ifindex = self.ifindex;
+        if self.ethernet {
+            let Some(mac) = self.next_hop_mac() else {
+                self.counters.tx_no_next_hop.fetch_add(1, Ordering::Relaxed);
+                return Err(Errno::EHOSTUNREACH);
+            };
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&mac);
+        }
+        let mut iov = libc::iovec {
+            iov_base: packet.as_ptr().cast_mut().cast(),
+            iov_len: packet.len(),
+        };
+        // SAFETY: msghdr is plain data; all zeroes is a valid value.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = ptr::addr_of_mut!(sll).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        // SAFETY: msg names sll and one iovec over `packet`, all alive during the call; the
+        // kernel only reads them for sendmsg.
+        match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT) } {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+    }
+}
+
+impl NetBackend for PacketBackend {
+    fn tx(&self, vnet_hdr: &[u8], packet: &[u8]) -> Result<(), Errno> {
+        let result = if vnet_hdr.len() < VNET_HDR_LEN || vnet_hdr[1] != VNET_HDR_GSO_NONE {
+            // LKL's device offers no segmentation offload, so no GSO packet should come.
+            Err(Errno::EINVAL)
+        } else if vnet_hdr[0] & VNET_HDR_F_NEEDS_CSUM != 0 {
+            // Nor checksum offload today; if it ever comes, finish the checksum here (the
+            // SOCK_DGRAM socket cannot take a vnet header to let the host do it).
+            let start = usize::from(u16::from_le_bytes([vnet_hdr[6], vnet_hdr[7]]));
+            let offset = usize::from(u16::from_le_bytes([vnet_hdr[8], vnet_hdr[9]]));
+            let mut copy = packet.to_vec();
+            complete_checksum(&mut copy, start, offset)
+                .ok_or(Errno::EINVAL)
+                .and_then(|()| self.send(&copy))
+        } else {
+            self.send(packet)
+        };
+        match result {
+            Ok(()) => {
+                self.counters.tx_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Errno::EHOSTUNREACH) => {}
+            Err(_) => {
+                self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    fn rx(&self, vnet_hdr: &mut [u8], packet: &mut [u8]) -> Result<usize, Errno> {
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        // Room for one cmsghdr carrying a tpacket_auxdata, u64-aligned as cmsg requires.
+        let mut control = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: packet.as_mut_ptr().cast(),
+            iov_len: packet.len(),
+        };
+        // SAFETY: msghdr is plain data; all zeroes is a valid value.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = ptr::addr_of_mut!(sll).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control);
+        // SAFETY: msg names sll, the control buffer and one iovec over `packet`, all alive
+        // and exclusively ours during the call.
+        let len = match unsafe {
+            sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+        } {
+            Ok(len) => len,
+            Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
+        };
+        let mut status = 0;
+        // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled, within
+        // msg_controllen; the auxdata payload is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == SOL_PACKET && (*cmsg).cmsg_type == PACKET_AUXDATA {
+                    let aux: TpacketAuxdata =
+                        ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<TpacketAuxdata>());
+                    status = aux.tp_status;
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        if self.ethernet && sll.sll_halen == 6 && sll.sll_pkttype != PACKET_OUTGOING {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&sll.sll_addr[..6]);
+            self.next_hop_mac.store(mac_to_u64(mac), Ordering::Relaxed);
+        }
+        vnet_hdr.fill(0);
+        if status & TP_STATUS_CSUMNOTREADY != 0 {
+            // Produced by a local stack that left the checksum to offload (veth): the field
+            // holds only the pseudo-header sum. Say so (NEEDS_CSUM with the checksum's place),
+            // which LKL treats as CHECKSUM_PARTIAL, i.e. intact data.
+            if let Some((start, offset)) = partial_csum_location(&packet[..len.min(packet.len())]) {
+                vnet_hdr[0] = VNET_HDR_F_NEEDS_CSUM;
+                vnet_hdr[6..8].copy_from_slice(&start.to_le_bytes());
+                vnet_hdr[8..10].copy_from_slice(&offset.to_le_bytes());
+            }
+        } else if status & TP_STATUS_CSUM_VALID != 0 {
+            vnet_hdr[0] = VNET_HDR_F_DATA_VALID;
+        }
+        if len > packet.len() {
+            self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(len)
+    }
+
+    fn rx_arm(&self) {
+        self.rx.lock().armed = true;
+        self.rx_cond.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a classic-BPF program over `packet` with `proto` as skb->protocol (the subset of
+    /// instructions filter_program emits).
+    fn run_filter(prog: &[libc::sock_filter], proto: u16, packet: &[u8]) -> u32 {
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let ins = prog[pc];
+            pc += 1;
+            match u32::from(ins.code) {
+                c if c == libc::BPF_LD | libc::BPF_H | libc::BPF_ABS => {
+                    assert_eq!(ins.k, (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32);
+                    a = u32::from(proto);
+                }
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                    let k = ins.k as usize;
+                    let Some(w) = packet.get(k..k + 4) else {
+                        return 0;
+                    };
+                    a = u32::from_be_bytes(w.try_into().unwrap());
+                }
+                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
+                    pc += usize::from(if a == ins.k { ins.jt } else { ins.jf });
+                }
+                c if c == libc::BPF_RET | libc::BPF_K => return ins.k,
+                c => panic!("unexpected instruction {c:#x}"),
+            }
+        }
+    }
+
+    fn v4_packet(dst: Ipv4Addr) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[16..20].copy_from_slice(&dst.octets());
+        p
+    }
+
+    fn v6_packet(dst: Ipv6Addr) -> Vec<u8> {
+        let mut p = vec![0u8; 48];
+        p[0] = 0x60;
+        p[24..40].copy_from_slice(&dst.octets());
+        p
+    }
+
+    #[test]
+    fn filter_accepts_only_lkls_addresses() {
+        let v4: Ipv4Addr = "10.1.2.3".parse().unwrap();
+        let v6: Ipv6Addr = "fd00::3".parse().unwrap();
+        let prog = filter_program(Some(v4), Some(v6));
+        assert_ne!(run_filter(&prog, ETH_P_IP, &v4_packet(v4)), 0);
+        assert_eq!(
+            run_filter(&prog, ETH_P_IP, &v4_packet("10.1.2.2".parse().unwrap())),
+            0
+        );
+        assert_ne!(run_filter(&prog, ETH_P_IPV6, &v6_packet(v6)), 0);
+        for other in ["fd00::2", "fd01::3", "ff02::1", "::"] {
+            let p = v6_packet(other.parse().unwrap());
+            assert_eq!(run_filter(&prog, ETH_P_IPV6, &p), 0, "{other}");
+        }
+        assert_eq!(run_filter(&prog, 0x0806, &v4_packet(v4)), 0, "ARP");
+        assert_eq!(
+            run_filter(&prog, ETH_P_IP, &v4_packet(v4)[..10]),
+            0,
+            "short"
+        );
+    }
+
+    #[test]
+    fn filter_without_an_address_rejects_that_family() {
+        let v4: Ipv4Addr = "10.1.2.3".parse().unwrap();
+        let prog = filter_program(Some(v4), None);
+        assert_ne!(run_filter(&prog, ETH_P_IP, &v4_packet(v4)), 0);
+        assert_eq!(
+            run_filter(&prog, ETH_P_IPV6, &v6_packet("fd00::3".parse().unwrap())),
+            0
+        );
+        let v6: Ipv6Addr = "fd00::3".parse().unwrap();
+        let prog = filter_program(None, Some(v6));
+        assert_eq!(run_filter(&prog, ETH_P_IP, &v4_packet(v4)), 0);
+        assert_ne!(run_filter(&prog, ETH_P_IPV6, &v6_packet(v6)), 0);
+    }
+
+    #[test]
+    fn arp_table_gives_complete_entries_on_the_interface() {
+        let table = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                     10.0.0.1         0x1         0x2         02:13:05:00:00:01     *        veth0\n\
+                     10.0.0.9         0x1         0x0         00:00:00:00:00:00     *        veth0\n";
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            parse_arp_table(table, ip("10.0.0.1"), "veth0"),
+            Some([2, 0x13, 5, 0, 0, 1])
+        );
+        assert_eq!(parse_arp_table(table, ip("10.0.0.1"), "eth1"), None);
+        assert_eq!(
+            parse_arp_table(table, ip("10.0.0.9"), "veth0"),
+            None,
+            "incomplete"
+        );
+    }
+
+    #[test]
+    fn partial_checksum_is_completed() {
+        // A UDP header + payload whose checksum field holds 0; the completed sum over the
+        // range must verify to 0xffff.
+        let mut p = vec![
+            0x12, 0x34, 0x00, 0x35, 0x00, 0x0b, 0x00, 0x00, 0xaa, 0xbb, 0xcc,
+        ];
+        complete_checksum(&mut p, 0, 6).unwrap();
+        let mut sum: u32 = 0;
+        for c in p.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+        assert_eq!(
+            complete_checksum(&mut p, 8, 2),
+            None,
+            "field beyond the packet"
+        );
+    }
+
+    #[test]
+    fn partial_checksums_are_located_in_tcp_and_udp() {
+        let mut v4 = vec![0u8; 40];
+        v4[0] = 0x46; // 24-byte header
+        v4[9] = 6;
+        assert_eq!(partial_csum_location(&v4), Some((24, 16)));
+        v4[9] = 17;
+        assert_eq!(partial_csum_location(&v4), Some((24, 6)));
+        v4[9] = 1;
+        assert_eq!(partial_csum_location(&v4), None, "ICMP");
+        let mut v6 = vec![0u8; 60];
+        v6[0] = 0x60;
+        v6[6] = 6;
+        assert_eq!(partial_csum_location(&v6), Some((40, 16)));
+        v6[6] = 0; // hop-by-hop options
+        assert_eq!(partial_csum_location(&v6), None);
+    }
+
+    #[test]
+    fn mac_round_trips_through_the_atomic_word() {
+        assert_eq!(u64_to_mac(0), None);
+        let mac = [2, 0x13, 5, 0, 0, 1];
+        assert_eq!(u64_to_mac(mac_to_u64(mac)), Some(mac));
+        assert_eq!(u64_to_mac(mac_to_u64([0; 6])), Some([0; 6]));
+    }
+}

@@ -1,0 +1,162 @@
+//! The host system calls the packet backend makes, as raw syscalls: this code ends up inside
+//! an LD_PRELOAD library that interposes libc's socket functions, and its own calls must reach
+//! the host kernel, not those hooks (smoltcp's phy/sys style: one thin wrapper per call).
+
+use std::ffi::{c_int, c_long, c_uint, c_void};
+use std::io;
+use std::ptr;
+
+/// A raw syscall's return value: -1 means errno is set.
+fn check(ret: c_long) -> io::Result<c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A host file descriptor, closed with a raw `close` when dropped.
+#[derive(Debug)]
+pub struct Fd(c_int);
+
+impl Fd {
+    pub fn raw(&self) -> c_int {
+        self.0
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and nothing uses it after drop.
+        unsafe { libc::syscall(libc::SYS_close, self.0) };
+    }
+}
+
+pub fn socket(domain: c_int, ty: c_int, protocol: c_int) -> io::Result<Fd> {
+    // SAFETY: socket takes integers only.
+    let fd = check(unsafe { libc::syscall(libc::SYS_socket, domain, ty, protocol) })?;
+    Ok(Fd(fd as c_int))
+}
+
+pub fn eventfd() -> io::Result<Fd> {
+    // SAFETY: eventfd2 takes integers only.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_eventfd2,
+            0,
+            libc::EFD_CLOEXEC | libc::EFD_NONBLOCK,
+        )
+    })?;
+    Ok(Fd(fd as c_int))
+}
+
+/// `ioctl` whose argument is a `T` (an ifreq for the SIOCGIF* requests).
+///
+/// # Safety
+/// `T` must be what request `req` reads and writes.
+pub unsafe fn ioctl<T>(fd: &Fd, req: c_long, arg: &mut T) -> io::Result<()> {
+    // SAFETY: arg is a live exclusive borrow; the caller pairs req with T.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.0, req, ptr::from_mut(arg)) }).map(drop)
+}
+
+/// `setsockopt` with a `T` value.
+///
+/// # Safety
+/// `T` must be the option's value type (plain data).
+pub unsafe fn setsockopt<T>(fd: &Fd, level: c_int, name: c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value is readable for size_of::<T>() bytes during the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_setsockopt,
+            fd.0,
+            level,
+            name,
+            ptr::from_ref(value),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+pub fn bind_ll(fd: &Fd, addr: &libc::sockaddr_ll) -> io::Result<()> {
+    // SAFETY: addr is a valid sockaddr_ll read during the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_bind,
+            fd.0,
+            ptr::from_ref(addr),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// # Safety
+/// `msg` must describe valid buffers (name, iovecs, control) for the call.
+pub unsafe fn sendmsg(fd: &Fd, msg: &libc::msghdr, flags: c_int) -> io::Result<usize> {
+    // SAFETY: the caller vouches for the buffers msg points to.
+    check(unsafe { libc::syscall(libc::SYS_sendmsg, fd.0, ptr::from_ref(msg), flags) })
+        .map(|n| n as usize)
+}
+
+/// # Safety
+/// `msg` must describe valid writable buffers (name, iovecs, control) for the call.
+pub unsafe fn recvmsg(fd: &Fd, msg: &mut libc::msghdr, flags: c_int) -> io::Result<usize> {
+    // SAFETY: the caller vouches for the buffers msg points to.
+    check(unsafe { libc::syscall(libc::SYS_recvmsg, fd.0, ptr::from_mut(msg), flags) })
+        .map(|n| n as usize)
+}
+
+/// Waits without timeout until one of `fds` has an event; returns how many have.
+pub fn ppoll(fds: &mut [libc::pollfd]) -> io::Result<usize> {
+    // SAFETY: fds is a live exclusive slice of pollfd; no timeout, no signal mask.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            ptr::null::<libc::timespec>(),
+            ptr::null::<libc::sigset_t>(),
+            0usize,
+        )
+    })
+    .map(|n| n as usize)
+}
+
+pub fn eventfd_signal(fd: &Fd) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`, alive during the call.
+    check(unsafe { libc::syscall(libc::SYS_write, fd.0, ptr::from_ref(&one), 8usize) }).map(drop)
+}
+
+/// Reads a whole (small, /proc) file with raw openat/read.
+pub fn read_file(path: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+    // SAFETY: path is NUL-terminated and alive during the call.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0 as c_uint,
+        )
+    })?;
+    let fd = Fd(fd as c_int);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: the kernel writes at most buf.len() bytes into buf.
+        let n = check(unsafe {
+            libc::syscall(
+                libc::SYS_read,
+                fd.0,
+                buf.as_mut_ptr().cast::<c_void>(),
+                buf.len(),
+            )
+        })? as usize;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}

@@ -1,0 +1,243 @@
+//! The network configuration from the environment, under upstream LKL's variable names.
+//! Host-dependent checks (the interface exists and is up, CAP_NET_RAW) happen when the packet
+//! backend opens (`lkl::packet::OpenError`), with errors in the same one-line style.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// A bad variable: its name, its value and what was expected, on one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={}: expected {}",
+            self.var,
+            self.value.escape_debug(),
+            self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// LKL's network interface, as configured by `LKL_HIJACK_NET_*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// `LKL_HIJACK_NET_IFPARAMS`: the host interface the packet socket binds to.
+    pub host_if: String,
+    pub ip: Option<Ipv4Addr>,
+    pub netmask_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub netmask6_len: u8,
+    pub gateway6: Option<Ipv6Addr>,
+    pub mtu: Option<u32>,
+}
+
+const IFTYPE: &str = "LKL_HIJACK_NET_IFTYPE";
+const IFPARAMS: &str = "LKL_HIJACK_NET_IFPARAMS";
+
+impl NetConfig {
+    /// Reads the configuration from `vars` (e.g. `std::env::vars()`). `Ok(None)` when no
+    /// interface is configured (`LKL_HIJACK_NET_IFTYPE` unset or empty).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Option<NetConfig>, ConfigError> {
+        let env = Env(vars.into_iter().collect());
+        match env.get(IFTYPE) {
+            None => return Ok(None),
+            Some("packet") => {}
+            Some(_) => return Err(env.bad(IFTYPE, "`packet` (the only backend)")),
+        }
+        let host_if = match env.get(IFPARAMS) {
+            Some(name) if name.len() < 16 && !name.contains(['/', ' ', '\0']) => name.to_string(),
+            _ => {
+                return Err(env.bad(
+                    IFPARAMS,
+                    "the name of a host interface (1 to 15 characters)",
+                ))
+            }
+        };
+        Ok(Some(NetConfig {
+            host_if,
+            ip: env.parse("LKL_HIJACK_NET_IP", "an IPv4 address", |_| true)?,
+            netmask_len: env
+                .parse(
+                    "LKL_HIJACK_NET_NETMASK_LEN",
+                    "a prefix length 0..=32",
+                    |&n: &u8| n <= 32,
+                )?
+                .unwrap_or(32),
+            gateway: env.parse("LKL_HIJACK_NET_GATEWAY", "an IPv4 address", |_| true)?,
+            ipv6: env.parse("LKL_HIJACK_NET_IPV6", "an IPv6 address", |_| true)?,
+            netmask6_len: env
+                .parse(
+                    "LKL_HIJACK_NET_NETMASK6_LEN",
+                    "a prefix length 0..=128",
+                    |&n: &u8| n <= 128,
+                )?
+                .unwrap_or(128),
+            gateway6: env.parse("LKL_HIJACK_NET_GATEWAY6", "an IPv6 address", |_| true)?,
+            mtu: env.parse("LKL_HIJACK_NET_MTU", "an MTU 68..=65535", |m: &u32| {
+                (68..=65535).contains(m)
+            })?,
+        }))
+    }
+}
+
+/// The environment; an empty value counts as unset.
+struct Env(HashMap<String, String>);
+
+impl Env {
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn bad(&self, var: &'static str, expected: &'static str) -> ConfigError {
+        ConfigError {
+            var,
+            value: self.get(var).unwrap_or("").to_string(),
+            expected,
+        }
+    }
+
+    /// `var` parsed as T and accepted by `valid`; None when unset.
+    fn parse<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        expected: &'static str,
+        valid: impl Fn(&T) -> bool,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(var)
+            .map(|v| match v.trim().parse::<T>() {
+                Ok(t) if valid(&t) => Ok(t),
+                _ => Err(self.bad(var, expected)),
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v = vec![
+            (IFTYPE.to_string(), "packet".to_string()),
+            (IFPARAMS.to_string(), "venet0".to_string()),
+        ];
+        v.extend(
+            pairs
+                .iter()
+                .map(|(k, val)| (k.to_string(), val.to_string())),
+        );
+        v
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> String {
+        NetConfig::from_vars(vars(pairs)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_iftype_means_no_network() {
+        assert_eq!(NetConfig::from_vars(Vec::new()), Ok(None));
+    }
+
+    #[test]
+    fn full_configuration_parses_and_defaults_apply() {
+        let c = NetConfig::from_vars(vars(&[
+            ("LKL_HIJACK_NET_IP", "10.0.0.3"),
+            ("LKL_HIJACK_NET_IPV6", "fd00::3"),
+            ("LKL_HIJACK_NET_GATEWAY6", "fd00::1"),
+            ("LKL_HIJACK_NET_MTU", "1400"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.host_if, "venet0");
+        assert_eq!(c.ip, Some(Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!((c.netmask_len, c.netmask6_len), (32, 128));
+        assert_eq!(c.gateway, None);
+        assert_eq!(c.gateway6, Some("fd00::1".parse().unwrap()));
+        assert_eq!(c.mtu, Some(1400));
+    }
+
+    #[test]
+    fn unknown_iftype_is_named() {
+        let e = NetConfig::from_vars(vec![(IFTYPE.into(), "tap".into())]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "LKL_HIJACK_NET_IFTYPE=tap: expected `packet` (the only backend)"
+        );
+    }
+
+    #[test]
+    fn missing_or_bad_interface_name_is_named() {
+        let e = NetConfig::from_vars(vec![(IFTYPE.into(), "packet".into())]).unwrap_err();
+        assert_eq!(e.var, IFPARAMS);
+        assert_eq!(error(&[(IFPARAMS, "a/b")]), "LKL_HIJACK_NET_IFPARAMS=a/b: expected the name of a host interface (1 to 15 characters)");
+    }
+
+    #[test]
+    fn bad_addresses_are_named() {
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_IP", "10.0.0.300")]),
+            "LKL_HIJACK_NET_IP=10.0.0.300: expected an IPv4 address"
+        );
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_GATEWAY", "gw")]),
+            "LKL_HIJACK_NET_GATEWAY=gw: expected an IPv4 address"
+        );
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_IPV6", "10.0.0.3")]),
+            "LKL_HIJACK_NET_IPV6=10.0.0.3: expected an IPv6 address"
+        );
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_GATEWAY6", "fd00::g")]),
+            "LKL_HIJACK_NET_GATEWAY6=fd00::g: expected an IPv6 address"
+        );
+    }
+
+    #[test]
+    fn prefix_lengths_out_of_range_are_named() {
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_NETMASK_LEN", "40")]),
+            "LKL_HIJACK_NET_NETMASK_LEN=40: expected a prefix length 0..=32"
+        );
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_NETMASK_LEN", "-1")]),
+            "LKL_HIJACK_NET_NETMASK_LEN=-1: expected a prefix length 0..=32"
+        );
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_NETMASK6_LEN", "129")]),
+            "LKL_HIJACK_NET_NETMASK6_LEN=129: expected a prefix length 0..=128"
+        );
+    }
+
+    #[test]
+    fn mtu_out_of_range_is_named() {
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_MTU", "67")]),
+            "LKL_HIJACK_NET_MTU=67: expected an MTU 68..=65535"
+        );
+        assert_eq!(
+            error(&[("LKL_HIJACK_NET_MTU", "big")]),
+            "LKL_HIJACK_NET_MTU=big: expected an MTU 68..=65535"
+        );
+    }
+
+    #[test]
+    fn errors_are_one_line_even_for_odd_values() {
+        assert!(!error(&[("LKL_HIJACK_NET_IP", "1\n2")]).contains('\n'));
+    }
+}
