@@ -340,6 +340,37 @@ pub fn udp_echo_peer_server(k: &Kernel, topo: &dyn Topology, peer_ip: IpAddr, mt
     verified
 }
 
+/// 64 MiB over TCP in both directions (LKL server sending, LKL client receiving), IPv4 and
+/// IPv6, every byte checked; prints each transfer's rate and the backend's counters.
+pub fn tcp_64mib_both_ways(k: &Kernel, topo: &dyn Topology, lkl: &Attached) {
+    let a = &lkl.addrs;
+    let bytes = 64 * MIB;
+    for (what, secs) in [
+        (
+            "LKL server v4 -> peer",
+            lkl_server_sends(k, topo, a.lkl_v4.into(), bytes),
+        ),
+        (
+            "LKL server v6 -> peer",
+            lkl_server_sends(k, topo, a.lkl_v6.into(), bytes),
+        ),
+        (
+            "peer server v4 -> LKL client",
+            lkl_client_receives(k, topo, a.peer_v4.into(), bytes),
+        ),
+        (
+            "peer server v6 -> LKL client",
+            lkl_client_receives(k, topo, a.peer_v6.into(), bytes),
+        ),
+    ] {
+        eprintln!(
+            "{what}: {bytes} bytes verified, {:.0} Mbit/s",
+            bytes as f64 * 8.0 / secs / 1e6
+        );
+    }
+    eprintln!("{:?}", lkl.backend.stats());
+}
+
 /// UDP echo in both directions (LKL server with a peer client, peer server with an LKL
 /// client), IPv4 and IPv6, every payload checked.
 pub fn udp_echo_both_ways(k: &Kernel, topo: &dyn Topology, lkl: &Attached) {

@@ -1,0 +1,98 @@
+//! A packet backend that cannot open says so in one line naming `LKL_HIJACK_NET_IFPARAMS`, its
+//! value and what was expected: for a missing interface, an interface that is down, and a
+//! process without CAP_NET_RAW. No kernel is needed: the backend fails before it has one.
+
+use lkl::packet::{OpenError, PacketBackend, PacketConfig};
+use lkl_rig::{Topology, VenetTopology};
+
+fn config(ifname: &str) -> PacketConfig {
+    PacketConfig {
+        ifname: ifname.to_string(),
+        ipv4: Some("10.0.0.3".parse().unwrap()),
+        ipv6: None,
+        next_hop: None,
+    }
+}
+
+fn open_error(cfg: &PacketConfig) -> OpenError {
+    match PacketBackend::open(cfg) {
+        Ok(_) => panic!("opening {} succeeded", cfg.ifname),
+        Err(e) => e,
+    }
+}
+
+fn assert_one_line_naming(e: &OpenError, ifname: &str, expected: &str) {
+    let text = e.to_string();
+    assert!(!text.contains('\n'), "more than one line: {text:?}");
+    assert!(
+        text.starts_with(&format!("LKL_HIJACK_NET_IFPARAMS={ifname}: ")),
+        "does not name the setting and value: {text:?}"
+    );
+    assert!(text.contains(expected), "does not say {expected:?}: {text:?}");
+}
+
+/// Drops CAP_NET_RAW from the calling thread's effective set (capabilities are per thread).
+fn drop_cap_net_raw() {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_RAW: u32 = 13;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and data are the v3 layouts capget expects, alive during the call.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    assert_eq!(r, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_NET_RAW);
+    // SAFETY: as above; capset only reads them and changes this thread's capabilities.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_missing_interface_is_named() {
+    let e = open_error(&config("nosuchif9"));
+    assert!(matches!(e, OpenError::NoSuchInterface { .. }), "{e:?}");
+    assert_one_line_naming(&e, "nosuchif9", "existing host interface");
+}
+
+#[test]
+fn an_interface_that_is_down_is_named() {
+    let topo = VenetTopology::builder().build().unwrap();
+    let ifname = topo.container_if().to_string();
+    topo.container_ns()
+        .run("ip", &["link", "set", "dev", &ifname, "down"])
+        .unwrap();
+    let cfg = config(&ifname);
+    let e = topo.container_ns().in_thread(move || open_error(&cfg)).unwrap();
+    assert!(matches!(e, OpenError::InterfaceDown { .. }), "{e:?}");
+    assert_one_line_naming(&e, &ifname, "up");
+}
+
+#[test]
+fn missing_cap_net_raw_is_named() {
+    let topo = VenetTopology::builder().build().unwrap();
+    let ifname = topo.container_if().to_string();
+    let cfg = config(&ifname);
+    let e = topo
+        .container_ns()
+        .in_thread(move || {
+            drop_cap_net_raw();
+            open_error(&cfg)
+        })
+        .unwrap();
+    assert!(matches!(e, OpenError::NotPermitted { .. }), "{e:?}");
+    assert_one_line_naming(&e, &ifname, "CAP_NET_RAW");
+}
