@@ -340,6 +340,23 @@ pub fn udp_echo_peer_server(k: &Kernel, topo: &dyn Topology, peer_ip: IpAddr, mt
     verified
 }
 
+/// The peer pings LKL's IPv4 and IPv6 addresses, which the container's host stack does not
+/// hold, so every reply is LKL's; the backend carried them.
+pub fn peer_pings_lkl(topo: &dyn Topology, lkl: &Attached) {
+    let a = &lkl.addrs;
+    let host_addrs = topo.container_ns().run("ip", &["addr"]).unwrap();
+    assert!(!host_addrs.contains(&a.lkl_v4.to_string()), "{host_addrs}");
+    assert!(!host_addrs.contains(&a.lkl_v6.to_string()), "{host_addrs}");
+
+    for ip in [IpAddr::from(a.lkl_v4), IpAddr::from(a.lkl_v6)] {
+        let out = rig::ping(topo.peer_ns(), ip, 3).unwrap();
+        eprintln!("ping {ip}: avg {} ms", rig::ping_avg_ms(&out));
+    }
+    let stats = lkl.backend.stats();
+    eprintln!("{stats:?}");
+    assert!(stats.rx_packets >= 6 && stats.tx_packets >= 6, "{stats:?}");
+}
+
 /// 64 MiB over TCP in both directions (LKL server sending, LKL client receiving), IPv4 and
 /// IPv6, every byte checked; prints each transfer's rate and the backend's counters.
 pub fn tcp_64mib_both_ways(k: &Kernel, topo: &dyn Topology, lkl: &Attached) {
