@@ -15,7 +15,6 @@
  * switch keeps the depth (the next task continues the same "visit").
  */
 #include <linux/sched.h>
-#include <linux/sched/stat.h>
 #include <linux/hardirq.h>
 #include <linux/errno.h>
 #include <asm/cpu.h>
@@ -104,7 +103,7 @@ void lkl_cpu_put(void)
 			lkl_run_pending_irqs();
 			lkl_ops->mutex_lock(cpu.lock);
 		}
-		if (!test_thread_flag(TIF_HOST_THREAD) || single_task_running() ||
+		if (!test_thread_flag(TIF_HOST_THREAD) || !lkl_other_task_runnable() ||
 		    cpu.count != 1 || lkl_halting)
 			break;
 		/*

@@ -20,6 +20,9 @@ void lkl_cpu_set_owner(lkl_thread_t owner);
 int lkl_cpu_init(void);
 void lkl_cpu_shutdown(void);
 
+/* sched.c */
+bool lkl_other_task_runnable(void);
+
 /* irq.c */
 void lkl_set_irq_pending(int irq);
 void lkl_run_pending_irqs(void);
