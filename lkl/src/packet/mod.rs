@@ -558,12 +558,7 @@ impl PacketBackend {
             iov_base: packet.as_ptr().cast_mut().cast(),
             iov_len: packet.len(),
         };
-        // SAFETY: msghdr is plain data; all zeroes is a valid value.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = ptr::addr_of_mut!(sll).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
+        let msg = ll_msghdr(&mut sll, &mut iov);
         // SAFETY: msg names sll and one iovec over `packet`, all alive during the call; the
         // kernel only reads them for sendmsg.
         match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT) } {
@@ -571,6 +566,18 @@ impl PacketBackend {
             Err(e) => Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
         }
     }
+}
+
+/// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so
+/// they must outlive its use.
+fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut libc::iovec) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = ptr::from_mut(sll).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg
 }
 
 impl NetBackend for PacketBackend {
@@ -611,12 +618,7 @@ impl NetBackend for PacketBackend {
             iov_base: packet.as_mut_ptr().cast(),
             iov_len: packet.len(),
         };
-        // SAFETY: msghdr is plain data; all zeroes is a valid value.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = ptr::addr_of_mut!(sll).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
+        let mut msg = ll_msghdr(&mut sll, &mut iov);
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = size_of_val(&control);
         // SAFETY: msg names sll, the control buffer and one iovec over `packet`, all alive
