@@ -17,7 +17,6 @@
 #include <linux/sched.h>
 #include <linux/hardirq.h>
 #include <linux/errno.h>
-#include <asm/cpu.h>
 #include "internal.h"
 
 static struct {

@@ -29,7 +29,6 @@ void lkl_run_pending_irqs(void);
 bool lkl_irqs_pending(void);
 
 /* threads.c */
-extern struct task_struct *lkl_idle_host_task;
 int lkl_threads_init(void);
 bool lkl_thread_sched_jb(void);
 int lkl_host_task_stub(void *unused);
@@ -39,7 +38,6 @@ int lkl_threads_halt(void);
 void lkl_thread_left(void);
 
 /* syscalls.c */
-int lkl_syscalls_init(void);
 void lkl_syscalls_cleanup(void);
 int lkl_become_host0(void);
 int lkl_kernel_enter(void);

@@ -35,7 +35,7 @@ struct thread_info *lkl_current_ti = &init_thread_info;
 /* The task switched away from last; what __switch_to must return. */
 static struct task_struct *abs_prev = &init_task;
 
-struct task_struct *lkl_idle_host_task;
+static struct task_struct *lkl_idle_host_task;
 
 /* Threads leaving at halt report here. */
 static struct lkl_sem *halt_sem;
@@ -265,7 +265,8 @@ int lkl_threads_halt(void)
 			threads++;
 		}
 	}
-	if (current != &init_task) {
+	/* the idle task is not on the task list */
+	if (init_task.thread.own_thread) {
 		lkl_ops->sem_up(init_task.thread.sched_sem);
 		threads++;
 	}

@@ -6,6 +6,4 @@
 
 extern const struct lkl_host_ops *lkl_ops;
 
-#define lkl_printf(...)	printk(__VA_ARGS__)
-
 #endif
