@@ -352,7 +352,13 @@ pub fn peer_pings_lkl(topo: &dyn Topology, lkl: &Attached) {
         let out = rig::ping(topo.peer_ns(), ip, 3).unwrap();
         eprintln!("ping {ip}: avg {} ms", rig::ping_avg_ms(&out));
     }
-    let stats = lkl.backend.stats();
+    // The peer can see the last reply before the backend thread that sent it has counted it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut stats = lkl.backend.stats();
+    while (stats.rx_packets < 6 || stats.tx_packets < 6) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        stats = lkl.backend.stats();
+    }
     eprintln!("{stats:?}");
     assert!(stats.rx_packets >= 6 && stats.tx_packets >= 6, "{stats:?}");
 }
