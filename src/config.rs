@@ -1,4 +1,5 @@
-//! The network configuration from the environment, under upstream LKL's variable names.
+//! The configuration from the environment, under upstream LKL's variable names where they
+//! exist.
 //! Host-dependent checks (the interface exists and is up, CAP_NET_RAW) happen when the packet
 //! backend opens (`lkl::packet::OpenError`), with errors in the same one-line style.
 
@@ -91,6 +92,122 @@ impl NetConfig {
             })?,
         }))
     }
+}
+
+/// Everything the preload library reads from the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HijackConfig {
+    pub net: NetConfig,
+    /// `LKL_HIJACK_MEMSIZE` ("256M", "1G", or bytes): the kernel's RAM. Only what the kernel
+    /// touches becomes resident; its TCP memory limits scale with it.
+    pub mem_mib: u32,
+    /// `LKL_HIJACK_BOOT_CMDLINE`: more kernel command line.
+    pub boot_cmdline: String,
+    /// `LKL_HIJACK_SYSCTL` ("net.ipv4.tcp_congestion_control=bbr;..."), applied at boot.
+    pub sysctls: Vec<(String, String)>,
+    /// `LKL_HIJACK_NET_QDISC` ("fq", or upstream's "root|fq"): the interface's qdisc.
+    pub qdisc: Option<String>,
+}
+
+/// Big enough for thousands of connections' TCP buffers (the kernel sizes tcp_mem from it).
+pub const DEFAULT_MEM_MIB: u32 = 256;
+
+impl HijackConfig {
+    /// `Ok(None)` when no interface is configured: the library then stays out of the way.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Option<HijackConfig>, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let Some(net) = NetConfig::from_vars(vars.iter().cloned())? else {
+            return Ok(None);
+        };
+        let env = Env(vars.into_iter().collect());
+        let mem_mib = match env.get("LKL_HIJACK_MEMSIZE") {
+            None => DEFAULT_MEM_MIB,
+            Some(v) => parse_size_mib(v)
+                .filter(|&m| m >= lkl::MIN_MEM_MIB)
+                .ok_or_else(|| {
+                    env.bad(
+                        "LKL_HIJACK_MEMSIZE",
+                        "a size like 256M or 1G, at least 16M",
+                    )
+                })?,
+        };
+        let sysctls = match env.get("LKL_HIJACK_SYSCTL") {
+            None => Vec::new(),
+            Some(v) => parse_sysctls(v).ok_or_else(|| {
+                env.bad(
+                    "LKL_HIJACK_SYSCTL",
+                    "`key=value` pairs separated by `;`, keys like net.ipv4.tcp_rmem",
+                )
+            })?,
+        };
+        let qdisc = match env.get("LKL_HIJACK_NET_QDISC") {
+            None => None,
+            Some(v) => {
+                let name = v.trim().strip_prefix("root|").unwrap_or(v.trim());
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(env.bad(
+                        "LKL_HIJACK_NET_QDISC",
+                        "a qdisc name such as fq or pfifo_fast (or root|NAME)",
+                    ));
+                }
+                Some(name.to_string())
+            }
+        };
+        Ok(Some(HijackConfig {
+            net,
+            mem_mib,
+            boot_cmdline: env.get("LKL_HIJACK_BOOT_CMDLINE").unwrap_or("").to_string(),
+            sysctls,
+            qdisc,
+        }))
+    }
+}
+
+/// "256M", "1G", "65536K" or plain bytes, in MiB (whole MiB only).
+fn parse_size_mib(v: &str) -> Option<u32> {
+    let v = v.trim();
+    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => v.split_at(i),
+        None => (v, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let bytes = match unit.to_ascii_uppercase().as_str() {
+        "" => n,
+        "K" => n.checked_mul(1 << 10)?,
+        "M" => n.checked_mul(1 << 20)?,
+        "G" => n.checked_mul(1 << 30)?,
+        _ => return None,
+    };
+    if bytes % (1 << 20) != 0 {
+        return None;
+    }
+    u32::try_from(bytes >> 20).ok()
+}
+
+/// "a.b=c;d.e=f" (spaces around items allowed, empty items skipped).
+fn parse_sysctls(v: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in v.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = item.split_once('=')?;
+        let (key, value) = (key.trim(), value.trim());
+        let key_ok = !key.is_empty()
+            && !key.starts_with(['.', '/'])
+            && !key.contains("..")
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !key_ok || value.is_empty() || value.contains('\n') {
+            return None;
+        }
+        out.push((key.to_string(), value.to_string()));
+    }
+    Some(out)
 }
 
 /// The environment; an empty value counts as unset.
@@ -234,6 +351,56 @@ mod tests {
             error(&[("LKL_HIJACK_NET_MTU", "big")]),
             "LKL_HIJACK_NET_MTU=big: expected an MTU 68..=65535"
         );
+    }
+
+    fn hijack(pairs: &[(&str, &str)]) -> Result<HijackConfig, String> {
+        HijackConfig::from_vars(vars(pairs))
+            .map(Option::unwrap)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hijack_defaults_leave_the_kernel_defaults() {
+        let c = hijack(&[]).unwrap();
+        assert_eq!(c.mem_mib, DEFAULT_MEM_MIB);
+        assert_eq!((c.boot_cmdline.as_str(), c.sysctls.len(), c.qdisc), ("", 0, None));
+    }
+
+    #[test]
+    fn memsize_takes_units_and_refuses_tiny_or_odd_sizes() {
+        assert_eq!(hijack(&[("LKL_HIJACK_MEMSIZE", "1G")]).unwrap().mem_mib, 1024);
+        assert_eq!(hijack(&[("LKL_HIJACK_MEMSIZE", "65536K")]).unwrap().mem_mib, 64);
+        for bad in ["8M", "12x", "1000", "-1M"] {
+            assert_eq!(
+                hijack(&[("LKL_HIJACK_MEMSIZE", bad)]).unwrap_err(),
+                format!("LKL_HIJACK_MEMSIZE={bad}: expected a size like 256M or 1G, at least 16M")
+            );
+        }
+    }
+
+    #[test]
+    fn sysctls_parse_and_bad_ones_are_named() {
+        let c = hijack(&[("LKL_HIJACK_SYSCTL", "net.ipv4.tcp_rmem=4096 87380 6291456; net.core.somaxconn=4096;")]).unwrap();
+        assert_eq!(
+            c.sysctls,
+            vec![
+                ("net.ipv4.tcp_rmem".to_string(), "4096 87380 6291456".to_string()),
+                ("net.core.somaxconn".to_string(), "4096".to_string())
+            ]
+        );
+        for bad in ["net.core.somaxconn", "../../etc=1", "a b=1", "x="] {
+            assert!(hijack(&[("LKL_HIJACK_SYSCTL", bad)])
+                .unwrap_err()
+                .starts_with("LKL_HIJACK_SYSCTL="));
+        }
+    }
+
+    #[test]
+    fn qdisc_accepts_upstream_form() {
+        let q = |v| hijack(&[("LKL_HIJACK_NET_QDISC", v)]);
+        assert_eq!(q("root|fq").unwrap().qdisc.as_deref(), Some("fq"));
+        assert_eq!(q("pfifo_fast").unwrap().qdisc.as_deref(), Some("pfifo_fast"));
+        assert!(q("fq;rm -rf").unwrap_err().starts_with("LKL_HIJACK_NET_QDISC="));
     }
 
     #[test]

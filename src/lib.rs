@@ -1,10 +1,23 @@
-//! `liblkl_hijack.so`: the LD_PRELOAD library.
+//! `liblkl_hijack.so`: put a program's TCP/IP sockets on Linux 6.12 running inside the
+//! process (LKL), by LD_PRELOAD.
 //!
-//! For now it only carries the kernel (through the `lkl` crate) into the shared object, so the
-//! symbol-hygiene test can check that linking Linux into a cdylib exports nothing of the
-//! kernel's. The libc hooks that use it come later (see shared/design/architecture.md §4).
+//! Where things are:
+//! * `config`: the environment (`LKL_HIJACK_*`), checked before `main`.
+//! * `stack`: the kernel's life: lazy boot with the packet backend, exit, fork.
+//! * `hooks`: the exported glibc functions, routing each call to LKL or to glibc.
+//! * `fdtable`: host fd numbers standing for LKL sockets (placeholders) and epoll sides.
+//! * `poll`, `epoll`, `notify`: waiting on host fds and LKL sockets together.
+//! * `host`: glibc's own functions, for every host call the library makes.
+//! * `ffi`: results to errno, and no panic across the C boundary.
 
-// Referencing the crate makes rustc link it (and with it liblkl.a) into the cdylib.
 pub use lkl;
 
 pub mod config;
+mod epoll;
+mod fdtable;
+mod ffi;
+mod hooks;
+mod host;
+mod notify;
+mod poll;
+mod stack;

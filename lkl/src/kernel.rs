@@ -131,8 +131,18 @@ impl Kernel {
 
     /// Shuts the kernel down and waits until every thread it started has ended.
     pub fn halt(self) -> Result<(), Errno> {
-        // SAFETY: `self` is consumed, so no method can call into the kernel afterwards (the
-        // ABI forbids any entry point after halt).
+        // SAFETY: `self` is consumed, so no method can call into the kernel afterwards.
+        unsafe { self.halt_shared() }
+    }
+
+    /// [`halt`](Self::halt) for a kernel kept where it cannot be given up by value (a
+    /// static).
+    ///
+    /// # Safety
+    /// No system call may be made after this (the ABI forbids any entry point after halt);
+    /// the caller must make sure of that.
+    pub unsafe fn halt_shared(&self) -> Result<(), Errno> {
+        // SAFETY: the caller guarantees no later entry.
         let rc = unsafe { sys::lkl_halt() };
         host_ops::stop_leftover_timers();
         host_ops::join_kernel_threads();

@@ -43,6 +43,10 @@ int lkl_become_host0(void);
 int lkl_kernel_enter(void);
 void lkl_kernel_exit(void);
 
+/* notify.c */
+long sys_lkl_notify_add(int fd, void (*fn)(void *), void *arg);
+long sys_lkl_notify_del(unsigned long handle);
+
 /* time.c */
 void lkl_time_cleanup(void);
 

@@ -37,6 +37,8 @@ typedef long (*syscall_fn_t)(long, long, long, long, long, long);
 static void *syscall_table[__NR_syscalls] = {
 	[0 ... __NR_syscalls - 1] = sys_ni_syscall,
 #include <asm/syscall_table_64.h>
+	[__NR_lkl_notify_add] = sys_lkl_notify_add,
+	[__NR_lkl_notify_del] = sys_lkl_notify_del,
 };
 
 static struct lkl_tls_key *task_key;

@@ -1,0 +1,198 @@
+//! epoll over host fds and LKL sockets together.
+//!
+//! The program's epoll fd is a real host epoll instance, holding its host fds. The first LKL
+//! socket added gives it an LKL side: an LKL epoll instance holding the LKL sockets (so
+//! level/edge triggering, EPOLLONESHOT and EPOLLEXCLUSIVE are the kernel's own), whose
+//! notifier signals an eventfd registered in the host instance under a reserved tag. A wait
+//! takes what LKL has ready without waiting, then sleeps in the host's epoll_wait with the
+//! caller's timeout and signal mask; the eventfd wakes it for LKL events.
+
+use std::ffi::{c_int, c_long};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libc::{epoll_event, sigset_t};
+use lkl::sys::{__NR_close, __NR_epoll_create1, __NR_epoll_ctl, __NR_epoll_pwait};
+use lkl::Errno;
+use parking_lot::Mutex;
+
+use crate::fdtable::{self, Entry, Object};
+use crate::ffi::{host_result, SysResult};
+use crate::notify::{EventFd, Notifier};
+use crate::poll::{timespec, Deadline};
+use crate::{host, stack};
+
+/// The tag of the eventfd in the host instance: not a user-space address (bit 63 set, not
+/// canonical) and no small integer, so it does not collide with what programs store.
+const WAKE_TAG: u64 = 0x8c4b_4c00_7761_6b65;
+
+/// The LKL side of a host epoll instance.
+pub struct EpollSide {
+    // Held for its Drop. Field order is drop order: the notifier goes before the eventfd it
+    // signals.
+    _notifier: Notifier,
+    wake: EventFd,
+    lkl: lkl::Fd,
+}
+
+impl Drop for EpollSide {
+    fn drop(&mut self) {
+        // The notifier still holds the LKL file until it is dropped right after.
+        // SAFETY: close takes no pointers.
+        let _ = unsafe { stack::call(__NR_close, [c_long::from(self.lkl), 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// Serialises making LKL sides, so two threads adding to one instance make one.
+static MAKING: Mutex<()> = Mutex::new(());
+
+fn side_of(entry: &Entry) -> Option<&EpollSide> {
+    match &entry.obj {
+        Object::Epoll(side) => Some(side),
+        Object::Socket(_) => None,
+    }
+}
+
+/// The LKL side of host epoll fd `epfd`, made on first need.
+fn side(epfd: c_int) -> SysResult<Arc<Entry>> {
+    let _making = MAKING.lock();
+    if let Some(entry) = fdtable::get(epfd) {
+        return match side_of(&entry) {
+            Some(_) => Ok(entry),
+            None => Err(Errno::EINVAL),
+        };
+    }
+    // SAFETY: epoll_create1 takes no pointers.
+    let lkl = unsafe { stack::call(__NR_epoll_create1, [0; 6]) }? as lkl::Fd;
+    let wake = match EventFd::new() {
+        Ok(w) => w,
+        Err(e) => {
+            // SAFETY: close takes no pointers.
+            let _ = unsafe { stack::call(__NR_close, [c_long::from(lkl), 0, 0, 0, 0, 0]) };
+            return Err(e);
+        }
+    };
+    let notifier = Notifier::attach(lkl, &wake)?;
+    let side = EpollSide {
+        _notifier: notifier,
+        wake,
+        lkl,
+    };
+    let mut ev = epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: WAKE_TAG,
+    };
+    // Also proves `epfd` is a host epoll instance (EBADF/EINVAL otherwise).
+    // SAFETY: `ev` is live for the call.
+    host_result(unsafe { host::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, side.wake.fd(), &mut ev) })?;
+    Ok(fdtable::attach(epfd, Object::Epoll(side)))
+}
+
+/// epoll_ctl(2) for an LKL socket `target` (host fds go straight to the host).
+///
+/// # Safety
+/// `event` is null or points to a valid epoll_event, as for epoll_ctl.
+pub unsafe fn ctl(epfd: c_int, op: c_int, target: &Entry, event: *mut epoll_event) -> SysResult<c_int> {
+    let entry = side(epfd)?;
+    let side = side_of(&entry).expect("side() returns epoll entries");
+    let sock = target.socket().ok_or(Errno::EINVAL)?;
+    // SAFETY: the event pointer is the caller's, valid as for epoll_ctl; the kernel's
+    // epoll_event has the host's (packed) layout.
+    unsafe {
+        stack::call(
+            __NR_epoll_ctl,
+            [
+                c_long::from(side.lkl),
+                c_long::from(op),
+                c_long::from(sock.lkl),
+                event as c_long,
+                0,
+                0,
+            ],
+        )
+    }
+    .map(|_| 0)
+}
+
+/// What LKL has ready now, into `events`.
+fn lkl_ready(side: &EpollSide, events: &mut [epoll_event]) -> SysResult<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: `events` is a live buffer of events.len() entries; timeout 0, no mask.
+    let n = unsafe {
+        stack::call(
+            __NR_epoll_pwait,
+            [
+                c_long::from(side.lkl),
+                events.as_mut_ptr() as c_long,
+                events.len() as c_long,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok(n as usize)
+}
+
+/// The host's epoll_pwait2 into `events`, with the eventfd's entry taken out; returns the
+/// count and whether the eventfd was among them.
+fn host_wait(
+    epfd: c_int,
+    events: &mut [epoll_event],
+    timeout: Option<Duration>,
+    mask: *const sigset_t,
+) -> SysResult<(usize, bool)> {
+    if events.is_empty() {
+        return Ok((0, false));
+    }
+    let ts = timeout.map(timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    // SAFETY: `events` is a live buffer of events.len() entries; `mask` is the caller's.
+    let n = host_result(unsafe {
+        host::epoll_pwait2(epfd, events.as_mut_ptr(), events.len() as c_int, ts_ptr, mask)
+    })? as usize;
+    let mut kept = 0;
+    let mut woken = false;
+    for i in 0..n {
+        let ev = events[i];
+        if { ev.u64 } == WAKE_TAG {
+            woken = true;
+        } else {
+            events[kept] = ev;
+            kept += 1;
+        }
+    }
+    Ok((kept, woken))
+}
+
+/// epoll_wait/epoll_pwait/epoll_pwait2 on any epoll fd.
+pub fn wait(
+    epfd: c_int,
+    events: &mut [epoll_event],
+    timeout: Option<Duration>,
+    mask: *const sigset_t,
+) -> SysResult<c_int> {
+    if events.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    let entry = fdtable::get(epfd);
+    let Some(side) = entry.as_deref().and_then(side_of) else {
+        return host_wait(epfd, events, timeout, mask).map(|(n, _)| n as c_int);
+    };
+    let deadline = Deadline::after(timeout);
+    loop {
+        side.wake.drain();
+        let n = lkl_ready(side, events)?;
+        if n > 0 || deadline.passed() {
+            let (m, _) = host_wait(epfd, &mut events[n..], Some(Duration::ZERO), mask)?;
+            return Ok((n + m) as c_int);
+        }
+        let (m, woken) = host_wait(epfd, events, deadline.remaining(), mask)?;
+        let n = if woken { lkl_ready(side, &mut events[m..])? } else { 0 };
+        if m + n > 0 || deadline.passed() {
+            return Ok((m + n) as c_int);
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Which host fd numbers stand for kernel objects.
+//!
+//! Every LKL socket is shown to the program under a real host fd number: a placeholder the
+//! library opens (an unconnected AF_UNIX socket, so even calls we do not hook, like fstat, see
+//! a socket). The table maps the number to the LKL object. Placeholders are always
+//! close-on-exec on the host, since no LKL state survives an exec; the FD_CLOEXEC the program
+//! sees is kept here. dup'd numbers share one object, as dup'd fds share one open file.
+//!
+//! A program's epoll instances are real host epoll fds; the table holds their LKL side for
+//! those that watch LKL sockets (see `epoll.rs`).
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use lkl::Errno;
+use parking_lot::RwLock;
+
+use crate::epoll::EpollSide;
+use crate::ffi::{host_result, SysResult};
+use crate::{host, stack};
+
+/// What a host fd number stands for.
+pub enum Object {
+    /// An LKL socket; the number is a placeholder.
+    Socket(Socket),
+    /// A host epoll instance that also watches LKL sockets.
+    Epoll(EpollSide),
+}
+
+/// An LKL file descriptor, closed in LKL when the last number and in-flight call drop it.
+pub struct Socket {
+    pub lkl: lkl::Fd,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        stack::release_lkl_fd(self.lkl);
+    }
+}
+
+/// A table entry: one host fd number.
+struct Slot {
+    obj: Arc<Entry>,
+    cloexec: bool,
+}
+
+/// An object and how many numbers refer to it (in-flight calls hold more `Arc`s).
+pub struct Entry {
+    pub obj: Object,
+    numbers: AtomicUsize,
+}
+
+impl Entry {
+    pub fn socket(&self) -> Option<&Socket> {
+        match &self.obj {
+            Object::Socket(s) => Some(s),
+            Object::Epoll(_) => None,
+        }
+    }
+}
+
+static TABLE: RwLock<Vec<Option<Slot>>> = RwLock::new(Vec::new());
+/// Numbers in the table; zero means every fd is a plain host fd (no lock needed).
+static USED: AtomicUsize = AtomicUsize::new(0);
+/// In a forked child, LKL does not run: objects are forgotten, never released.
+static ORPHANED: AtomicBool = AtomicBool::new(false);
+
+/// The object behind host fd `fd`, if it is one of ours.
+pub fn get(fd: c_int) -> Option<Arc<Entry>> {
+    if USED.load(Ordering::Acquire) == 0 || fd < 0 {
+        return None;
+    }
+    let table = TABLE.read();
+    table
+        .get(fd as usize)
+        .and_then(|s| s.as_ref())
+        .map(|s| Arc::clone(&s.obj))
+}
+
+/// The LKL socket behind `fd`; `None` for host fds. In a forked child every such number is
+/// an error: the kernel that owned it is in the parent.
+pub fn socket(fd: c_int) -> SysResult<Option<Arc<Entry>>> {
+    match get(fd) {
+        Some(e) if e.socket().is_some() => {
+            if ORPHANED.load(Ordering::Relaxed) {
+                stack::warn_orphaned();
+                return Err(Errno::EBADF);
+            }
+            Ok(Some(e))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn put(table: &mut Vec<Option<Slot>>, fd: c_int, obj: Arc<Entry>, cloexec: bool) -> Option<Slot> {
+    let i = fd as usize;
+    if table.len() <= i {
+        table.resize_with(i + 1, || None);
+    }
+    obj.numbers.fetch_add(1, Ordering::Relaxed);
+    let old = table[i].replace(Slot { obj, cloexec });
+    if old.is_none() {
+        USED.fetch_add(1, Ordering::Release);
+    }
+    old
+}
+
+fn take(table: &mut [Option<Slot>], fd: c_int) -> Option<Slot> {
+    let slot = table.get_mut(fd as usize)?.take()?;
+    USED.fetch_sub(1, Ordering::Release);
+    Some(slot)
+}
+
+/// Lets go of a number's slot outside the table lock: the last number of a socket that other
+/// threads are still blocked on shuts it down, so they wake (close alone would not wake them).
+fn release(slot: Slot) {
+    let entry = slot.obj;
+    let last = entry.numbers.fetch_sub(1, Ordering::AcqRel) == 1;
+    if ORPHANED.load(Ordering::Relaxed) {
+        std::mem::forget(entry);
+        return;
+    }
+    if last && Arc::strong_count(&entry) > 1 {
+        if let Some(s) = entry.socket() {
+            stack::wake_blocked(s.lkl);
+        }
+    }
+}
+
+/// A fresh placeholder number (close-on-exec on the host).
+fn placeholder() -> SysResult<c_int> {
+    // SAFETY: plain socket(2) with constant arguments.
+    host_result(unsafe { host::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
+}
+
+/// Gives a new LKL object a host number. On failure the object is released.
+pub fn install(obj: Object, cloexec: bool) -> SysResult<c_int> {
+    let fd = placeholder()?;
+    let entry = Arc::new(Entry {
+        obj,
+        numbers: AtomicUsize::new(0),
+    });
+    // The host holds `fd` for us, so nobody else can be given that number meanwhile.
+    let old = put(&mut TABLE.write(), fd, entry, cloexec);
+    debug_assert!(old.is_none());
+    Ok(fd)
+}
+
+/// Records that host fd `fd` (a real host epoll fd) has an LKL side.
+pub fn attach(fd: c_int, obj: Object) -> Arc<Entry> {
+    let entry = Arc::new(Entry {
+        obj,
+        numbers: AtomicUsize::new(0),
+    });
+    let cloexec = fd_cloexec(fd);
+    let old = put(&mut TABLE.write(), fd, Arc::clone(&entry), cloexec);
+    if let Some(old) = old {
+        release(old);
+    }
+    entry
+}
+
+fn fd_cloexec(fd: c_int) -> bool {
+    // SAFETY: F_GETFD takes no argument pointer.
+    let flags = unsafe { host::fcntl64(fd, libc::F_GETFD, 0) };
+    flags > 0 && flags & libc::FD_CLOEXEC != 0
+}
+
+/// close(2): ours are removed before the host number is given up, so the number cannot be
+/// handed out again while the table still claims it.
+pub fn close(fd: c_int) -> SysResult<c_int> {
+    let slot = if USED.load(Ordering::Acquire) == 0 {
+        None
+    } else {
+        take(&mut TABLE.write(), fd)
+    };
+    // SAFETY: closing a number is always memory-safe.
+    let ret = host_result(unsafe { host::close(fd) });
+    if let Some(slot) = slot {
+        release(slot);
+        // The placeholder was ours; its close cannot fail in a way the program cares about.
+        return Ok(0);
+    }
+    ret
+}
+
+/// close_range(2).
+pub fn close_range(first: u32, last: u32, flags: c_int) -> SysResult<c_int> {
+    let mut released = Vec::new();
+    {
+        let mut table = TABLE.write();
+        let end = (last as usize).min(table.len().saturating_sub(1));
+        for fd in first as usize..=end {
+            if table.get(fd).is_some_and(|s| s.is_some()) {
+                if flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0 {
+                    if let Some(s) = table[fd].as_mut() {
+                        s.cloexec = true;
+                    }
+                } else {
+                    released.extend(take(&mut table, fd as c_int));
+                }
+            }
+        }
+    }
+    // SAFETY: closing numbers is always memory-safe; the range is the caller's.
+    let ret = host_result(unsafe { host::close_range(first, last, flags) });
+    released.into_iter().for_each(release);
+    ret
+}
+
+/// dup(2), fcntl(F_DUPFD*): a new number >= `min` for the same object.
+pub fn dup(fd: c_int, min: c_int, cloexec: bool) -> SysResult<c_int> {
+    let Some(entry) = get(fd) else {
+        let cmd = if cloexec {
+            libc::F_DUPFD_CLOEXEC
+        } else {
+            libc::F_DUPFD
+        };
+        // SAFETY: F_DUPFD* takes an integer argument.
+        return host_result(unsafe { host::fcntl64(fd, cmd, min as _) });
+    };
+    let mut table = TABLE.write();
+    // SAFETY: as above; the placeholder copy is close-on-exec like every placeholder.
+    let new = host_result(unsafe { host::fcntl64(fd, libc::F_DUPFD_CLOEXEC, min as _) })?;
+    let old = put(&mut table, new, entry, cloexec);
+    debug_assert!(old.is_none());
+    Ok(new)
+}
+
+/// dup2(2) and dup3(2) (`flags` = O_CLOEXEC or 0); `dup2` is dup3 that accepts old == new.
+pub fn dup3(old: c_int, new: c_int, flags: c_int, is_dup2: bool) -> SysResult<c_int> {
+    if old == new {
+        if !is_dup2 {
+            return Err(Errno::EINVAL);
+        }
+        // dup2(fd, fd) only checks fd.
+        // SAFETY: F_GETFD takes no argument pointer.
+        return host_result(unsafe { host::fcntl64(old, libc::F_GETFD, 0) }).map(|_| new);
+    }
+    if USED.load(Ordering::Acquire) == 0 {
+        // SAFETY: dup3 on numbers is memory-safe.
+        return host_result(unsafe { host::dup3(old, new, flags) });
+    }
+    let source = get(old);
+    let replaced;
+    {
+        // Held across the host call, so no one sees `new` as host and LKL at once.
+        let mut table = TABLE.write();
+        let host_flags = if source.is_some() { libc::O_CLOEXEC } else { flags };
+        // SAFETY: as above.
+        host_result(unsafe { host::dup3(old, new, host_flags) })?;
+        replaced = take(&mut table, new);
+        if let Some(entry) = source {
+            put(&mut table, new, entry, flags & libc::O_CLOEXEC != 0);
+        }
+    }
+    if let Some(slot) = replaced {
+        release(slot);
+    }
+    Ok(new)
+}
+
+/// F_GETFD / F_SETFD for one of our numbers.
+pub fn cloexec(fd: c_int, set: Option<bool>) -> SysResult<c_int> {
+    let mut table = TABLE.write();
+    let slot = table
+        .get_mut(fd as usize)
+        .and_then(|s| s.as_mut())
+        .ok_or(Errno::EBADF)?;
+    if let Some(on) = set {
+        slot.cloexec = on;
+    }
+    Ok(if slot.cloexec { libc::FD_CLOEXEC } else { 0 })
+}
+
+/// Every number's object, for closing LKL sockets at exit.
+pub fn drain() -> Vec<Arc<Entry>> {
+    let mut table = TABLE.write();
+    let all: Vec<_> = table
+        .iter_mut()
+        .filter_map(|s| s.take())
+        .map(|s| s.obj)
+        .collect();
+    USED.store(0, Ordering::Release);
+    all
+}
+
+/// Called in a forked child: LKL is not running there.
+pub fn orphan() {
+    ORPHANED.store(true, Ordering::Relaxed);
+}
+
+pub fn orphaned() -> bool {
+    ORPHANED.load(Ordering::Relaxed)
+}

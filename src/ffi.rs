@@ -1,0 +1,64 @@
+//! The one place where results become C return values and `errno`, and where a Rust panic is
+//! stopped before it could unwind into C.
+
+use std::ffi::{c_int, c_long};
+use std::panic::{self, AssertUnwindSafe};
+
+use lkl::Errno;
+
+use crate::host;
+
+pub type SysResult<T> = Result<T, Errno>;
+
+/// A C return value: `-1` for errors.
+pub trait CReturn: Copy {
+    const FAILED: Self;
+}
+
+impl CReturn for c_int {
+    const FAILED: c_int = -1;
+}
+
+impl CReturn for isize {
+    const FAILED: isize = -1;
+}
+
+impl CReturn for i64 {
+    const FAILED: i64 = -1;
+}
+
+/// Runs a hook's body: `Ok(v)` returns v, `Err(e)` sets errno to e and returns -1. A panic
+/// (a bug of ours) is reported on stderr and becomes EIO, never an unwind into the caller.
+pub fn hook<T: CReturn>(name: &'static str, body: impl FnOnce() -> SysResult<T>) -> T {
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(Errno(e))) => {
+            host::set_errno(e);
+            T::FAILED
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            host::write_stderr(format!("lkl-hijack: internal error in {name}(): {what}\n").as_bytes());
+            host::set_errno(libc::EIO);
+            T::FAILED
+        }
+    }
+}
+
+/// A host call's C return value as a result (`-1` means errno).
+pub fn host_result<T: CReturn + PartialEq>(ret: T) -> SysResult<T> {
+    if ret == T::FAILED {
+        Err(Errno(host::errno()))
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A kernel call's `long` as the C type of the hook.
+pub fn narrow<T: TryFrom<c_long>>(r: SysResult<c_long>) -> SysResult<T> {
+    r.map(|v| T::try_from(v).unwrap_or_else(|_| panic!("kernel returned out-of-range {v}")))
+}

@@ -1,0 +1,306 @@
+//! Data: read/write and the socket send/receive calls, sendfile, and glibc's fortified
+//! variants (programs built with _FORTIFY_SOURCE bind to those names).
+
+use std::ffi::{c_int, c_uint, c_void};
+
+use libc::{iovec, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t, timespec};
+use lkl::sys::*;
+use lkl::Errno;
+
+use super::{chk_fail, host_call, lkl_call, lkl_socket, on_fd, sigpipe_on_epipe};
+use crate::ffi::{hook, SysResult};
+
+#[no_mangle]
+pub extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+    hook("read", || {
+        on_fd(fd, |l| lkl_call!(__NR_read, l, buf, count), || host_call!(read(fd, buf, count)))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    hook("write", || {
+        on_fd(
+            fd,
+            |l| sigpipe_on_epipe(lkl_call!(__NR_write, l, buf, count), 0),
+            || host_call!(write(fd, buf, count)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    hook("readv", || {
+        on_fd(fd, |l| lkl_call!(__NR_readv, l, iov, n), || host_call!(readv(fd, iov, n)))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    hook("writev", || {
+        on_fd(
+            fd,
+            |l| sigpipe_on_epipe(lkl_call!(__NR_writev, l, iov, n), 0),
+            || host_call!(writev(fd, iov, n)),
+        )
+    })
+}
+
+/// Positioned I/O has no meaning on a socket.
+fn espipe<T>(_: libc::c_long) -> SysResult<T> {
+    Err(Errno::ESPIPE)
+}
+
+#[no_mangle]
+pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t {
+    hook("pread64", || on_fd(fd, espipe, || host_call!(pread64(fd, buf, count, off))))
+}
+
+#[no_mangle]
+pub extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t {
+    pread64(fd, buf, count, off)
+}
+
+#[no_mangle]
+pub extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
+    hook("pwrite64", || on_fd(fd, espipe, || host_call!(pwrite64(fd, buf, count, off))))
+}
+
+#[no_mangle]
+pub extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
+    pwrite64(fd, buf, count, off)
+}
+
+#[no_mangle]
+pub extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+    hook("recv", || {
+        on_fd(
+            fd,
+            |l| lkl_call!(__NR_recvfrom, l, buf, len, flags, 0, 0),
+            || host_call!(recv(fd, buf, len, flags)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    hook("recvfrom", || {
+        on_fd(
+            fd,
+            |l| lkl_call!(__NR_recvfrom, l, buf, len, flags, addr, alen),
+            || host_call!(recvfrom(fd, buf, len, flags, addr, alen)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    hook("recvmsg", || {
+        on_fd(
+            fd,
+            |l| lkl_call!(__NR_recvmsg, l, msg, flags),
+            || host_call!(recvmsg(fd, msg, flags)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn recvmmsg(
+    fd: c_int,
+    msgs: *mut mmsghdr,
+    n: c_uint,
+    flags: c_int,
+    timeout: *mut timespec,
+) -> c_int {
+    hook("recvmmsg", || {
+        on_fd(
+            fd,
+            |l| lkl_call!(__NR_recvmmsg, l, msgs, n, flags, timeout),
+            || host_call!(recvmmsg(fd, msgs, n, flags, timeout)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
+    hook("send", || {
+        on_fd(
+            fd,
+            |l| sigpipe_on_epipe(lkl_call!(__NR_sendto, l, buf, len, flags, 0, 0), flags),
+            || host_call!(send(fd, buf, len, flags)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
+    hook("sendto", || {
+        on_fd(
+            fd,
+            |l| sigpipe_on_epipe(lkl_call!(__NR_sendto, l, buf, len, flags, addr, alen), flags),
+            || host_call!(sendto(fd, buf, len, flags, addr, alen)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    hook("sendmsg", || {
+        on_fd(
+            fd,
+            |l| sigpipe_on_epipe(lkl_call!(__NR_sendmsg, l, msg, flags), flags),
+            || host_call!(sendmsg(fd, msg, flags)),
+        )
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int {
+    hook("sendmmsg", || {
+        on_fd(
+            fd,
+            |l| sigpipe_on_epipe(lkl_call!(__NR_sendmmsg, l, msgs, n, flags), flags),
+            || host_call!(sendmmsg(fd, msgs, n, flags)),
+        )
+    })
+}
+
+/// sendfile from a host file to an LKL socket: the file's bytes are read on the host and
+/// written into LKL, `*offset` (or the file position) advancing by what LKL accepted.
+fn sendfile_to_lkl(sock: libc::c_long, input: c_int, offset: *mut off_t, count: size_t) -> SysResult<ssize_t> {
+    const CHUNK: usize = 128 << 10;
+    let mut pos = if offset.is_null() {
+        host_call!(lseek64(input, 0, libc::SEEK_CUR))?
+    } else {
+        // SAFETY: a non-null offset points to the caller's off_t, as for sendfile.
+        unsafe { *offset }
+    };
+    let mut buf = vec![0u8; CHUNK.min(count.max(1))];
+    let mut sent: usize = 0;
+    let mut result = Ok(());
+    while sent < count {
+        let want = (count - sent).min(buf.len());
+        let got = match host_call!(pread64(input, buf.as_mut_ptr().cast(), want, pos)) {
+            Ok(0) => break,
+            Ok(n) => n as usize,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let wrote: SysResult<usize> =
+            sigpipe_on_epipe(lkl_call!(__NR_write, sock, buf.as_ptr(), got), 0);
+        match wrote {
+            Ok(n) => {
+                sent += n;
+                pos += n as off_t;
+                if n < got {
+                    break;
+                }
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if offset.is_null() {
+        host_call!(lseek64(input, pos, libc::SEEK_SET))?;
+    } else {
+        // SAFETY: as above.
+        unsafe { *offset = pos };
+    }
+    match result {
+        Err(e) if sent == 0 => Err(e),
+        _ => Ok(sent as ssize_t),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn sendfile64(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t {
+    hook("sendfile64", || {
+        if lkl_socket(input)?.is_some() {
+            // Linux needs an mmap-able source; a socket is not one.
+            return Err(Errno::EINVAL);
+        }
+        match lkl_socket(out)? {
+            Some((_sock, l)) => sendfile_to_lkl(l, input, offset, count),
+            None => host_call!(sendfile64(out, input, offset, count)),
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn sendfile(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t {
+    sendfile64(out, input, offset, count)
+}
+
+#[no_mangle]
+pub extern "C" fn splice(
+    fd_in: c_int,
+    off_in: *mut libc::loff_t,
+    fd_out: c_int,
+    off_out: *mut libc::loff_t,
+    len: size_t,
+    flags: c_uint,
+) -> ssize_t {
+    hook("splice", || {
+        // A pipe cannot reach into LKL; EINVAL is what callers (Go, Python) fall back on.
+        if lkl_socket(fd_in)?.is_some() || lkl_socket(fd_out)?.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        host_call!(splice(fd_in, off_in, fd_out, off_out, len, flags))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t {
+    if count > buflen {
+        chk_fail();
+    }
+    read(fd, buf, count)
+}
+
+#[no_mangle]
+pub extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
+    if len > buflen {
+        chk_fail();
+    }
+    recv(fd, buf, len, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    if len > buflen {
+        chk_fail();
+    }
+    recvfrom(fd, buf, len, flags, addr, alen)
+}

@@ -1,0 +1,95 @@
+//! The exported C functions: glibc's names and prototypes. Each one finds out whether its fd
+//! is an LKL socket (fdtable) and either makes the kernel call or hands the call, unchanged,
+//! to glibc (host). Bodies run inside `ffi::hook`, which turns results into errno and stops
+//! panics.
+//!
+//! Pointer arguments are passed on as they came: the caller made them valid for the libc
+//! function it called, and the kernel uses them the same way (its UAPI structures have the
+//! host's layout, and it reads and writes them with plain memory copies).
+//!
+//! Variadic prototypes (fcntl, ioctl) are defined with their one optional argument as a fixed
+//! parameter: on x86-64 and aarch64 Linux, variadic integer and pointer arguments travel in the
+//! same registers as fixed ones.
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("the variadic hooks assume the x86-64 or aarch64 Linux calling convention");
+
+use std::ffi::{c_int, c_long};
+use std::sync::Arc;
+
+use lkl::Errno;
+
+use crate::fdtable::{self, Entry};
+use crate::ffi::{CReturn, SysResult};
+use crate::stack;
+
+mod fd;
+mod io;
+mod socket;
+mod wait;
+
+/// Kernel system call `nr` with up to six arguments (pointers and integers), its result
+/// narrowed to the hook's C type.
+macro_rules! lkl_call {
+    ($nr:expr $(, $arg:expr)* $(,)?) => {{
+        let mut args = [0 as std::ffi::c_long; 6];
+        let given = [$($arg as std::ffi::c_long),*];
+        args[..given.len()].copy_from_slice(&given);
+        // SAFETY: the pointer arguments are the hook caller's, passed on unchanged (see the
+        // module comment); the others are plain values.
+        $crate::ffi::narrow(unsafe { $crate::stack::call($nr, args) })
+    }};
+}
+pub(crate) use lkl_call;
+
+/// The same call made by glibc, as the result type of a hook.
+macro_rules! host_call {
+    ($name:ident($($arg:expr),* $(,)?)) => {
+        // SAFETY: glibc's own function with the caller's unchanged arguments.
+        $crate::ffi::host_result(unsafe { $crate::host::$name($($arg),*) })
+    };
+}
+pub(crate) use host_call;
+
+/// The LKL socket behind `fd` (held for the duration of the call), or None for host fds.
+fn lkl_socket(fd: c_int) -> SysResult<Option<(Arc<Entry>, c_long)>> {
+    Ok(fdtable::socket(fd)?.map(|e| {
+        let lkl = e.socket().expect("socket entries only").lkl;
+        (e, c_long::from(lkl))
+    }))
+}
+
+/// Runs `lkl` with the LKL fd behind `fd`, or `host` for a host fd.
+fn on_fd<T: CReturn + PartialEq>(
+    fd: c_int,
+    lkl: impl FnOnce(c_long) -> SysResult<T>,
+    host: impl FnOnce() -> SysResult<T>,
+) -> SysResult<T> {
+    match lkl_socket(fd)? {
+        Some((_entry, lkl_fd)) => lkl(lkl_fd),
+        None => host(),
+    }
+}
+
+/// A send to a peer that is gone raises SIGPIPE in the calling thread, as the host kernel
+/// would (LKL cannot signal host threads); MSG_NOSIGNAL suppresses it.
+fn sigpipe_on_epipe<T>(r: SysResult<T>, flags: c_int) -> SysResult<T> {
+    if r.as_ref().err() == Some(&Errno::EPIPE) && flags & libc::MSG_NOSIGNAL == 0 {
+        // SAFETY: signals the calling thread; no memory involved.
+        unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE) };
+    }
+    r
+}
+
+/// Whether a socket of this family lives in LKL (the host keeps AF_UNIX, AF_NETLINK,
+/// AF_PACKET, ...).
+fn lkl_family(domain: c_int) -> bool {
+    (domain == libc::AF_INET || domain == libc::AF_INET6) && stack::enabled()
+}
+
+/// glibc's fortify check failed: abort as glibc would.
+fn chk_fail() -> ! {
+    // SAFETY: __chk_fail prints "buffer overflow detected" and aborts.
+    unsafe { crate::host::__chk_fail() };
+    unreachable!("__chk_fail returned")
+}

@@ -1,0 +1,251 @@
+//! poll/ppoll/select/pselect over any mix of host fds and LKL sockets.
+//!
+//! Ready LKL sockets are found with LKL's own poll (timeout 0). To wait, each LKL socket gets
+//! a notifier that signals this thread's eventfd, and the host's ppoll waits on the host fds
+//! plus that eventfd, with the caller's timeout and signal mask: signals, EINTR and the mask
+//! behave exactly as the host's. No thread is started for a wait.
+
+use std::cell::OnceCell;
+use std::ffi::{c_int, c_long};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libc::{pollfd, sigset_t};
+use lkl::sys::__NR_ppoll;
+use lkl::Errno;
+
+use crate::fdtable::{self, Entry};
+use crate::ffi::{host_result, SysResult};
+use crate::notify::{EventFd, Notifier};
+use crate::{host, stack};
+
+thread_local! {
+    /// The eventfd this thread's waits sleep on; made on first mixed wait, closed at thread exit.
+    static WAKE: OnceCell<EventFd> = const { OnceCell::new() };
+}
+
+/// A timeout as a deadline; `None` waits forever.
+#[derive(Clone, Copy)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Time left; `Some(ZERO)` once passed.
+    pub fn remaining(self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    pub fn passed(self) -> bool {
+        self.remaining() == Some(Duration::ZERO)
+    }
+}
+
+pub fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// LKL's poll of `fds` (LKL numbers) without waiting; fills revents.
+fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `fds` and `zero` are live for the call; the kernel's pollfd and timespec have
+    // the host's layout (64-bit asm-generic UAPI).
+    let n = unsafe {
+        stack::call(
+            __NR_ppoll,
+            [
+                fds.as_mut_ptr() as c_long,
+                fds.len() as c_long,
+                &zero as *const _ as c_long,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok(n as usize)
+}
+
+/// The host's ppoll.
+fn host_poll(fds: &mut [pollfd], timeout: Option<Duration>, mask: *const sigset_t) -> SysResult<usize> {
+    let ts = timeout.map(timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    // SAFETY: `fds` and the timeout are live for the call; `mask` is the caller's (null or a
+    // valid sigset, as for ppoll).
+    let n = host_result(unsafe { host::ppoll(fds.as_mut_ptr(), fds.len() as _, ts_ptr, mask) })?;
+    Ok(n as usize)
+}
+
+/// poll(2) semantics over `fds`, whatever they are. `mask` as for ppoll (null: none).
+pub fn poll(fds: &mut [pollfd], timeout: Option<Duration>, mask: *const sigset_t) -> SysResult<c_int> {
+    // Which entries are LKL sockets; a forked child's are as invalid as closed fds.
+    let mut ours: Vec<(usize, Arc<Entry>)> = Vec::new();
+    let mut invalid: Vec<usize> = Vec::new();
+    for (i, p) in fds.iter().enumerate() {
+        if p.fd >= 0 {
+            match fdtable::socket(p.fd) {
+                Ok(Some(e)) => ours.push((i, e)),
+                Ok(None) => {}
+                Err(_) => invalid.push(i),
+            }
+        }
+    }
+    if ours.is_empty() && invalid.is_empty() {
+        return host_poll(fds, timeout, mask).map(|n| n as c_int);
+    }
+    let mut lkl_fds: Vec<pollfd> = ours
+        .iter()
+        .map(|(i, e)| pollfd {
+            fd: e.socket().expect("sockets only").lkl,
+            events: fds[*i].events,
+            revents: 0,
+        })
+        .collect();
+    let mut host_idx: Vec<usize> = (0..fds.len())
+        .filter(|i| !ours.iter().any(|(j, _)| j == i) && !invalid.contains(i))
+        .collect();
+    let mut host_fds: Vec<pollfd> = host_idx.iter().map(|&i| fds[i]).collect();
+    let deadline = Deadline::after(timeout);
+
+    // Only a forked child has invalid entries: they are ready (POLLNVAL) at once.
+    let mut ready = invalid.len();
+    if !lkl_fds.is_empty() {
+        ready += lkl_poll_now(&mut lkl_fds)?;
+    }
+    if ready == 0 && !deadline.passed() {
+        wait_mixed(&mut lkl_fds, &mut host_fds, &mut host_idx, deadline, mask)?;
+    } else if !host_fds.is_empty() {
+        host_poll(&mut host_fds, Some(Duration::ZERO), mask)?;
+    }
+    for ((i, _), p) in ours.iter().zip(&lkl_fds) {
+        fds[*i].revents = p.revents;
+    }
+    for &i in &invalid {
+        fds[i].revents = libc::POLLNVAL;
+    }
+    for (&i, p) in host_idx.iter().zip(&host_fds) {
+        fds[i].revents = p.revents;
+    }
+    Ok(fds.iter().filter(|p| p.revents != 0).count() as c_int)
+}
+
+/// Sleeps in the host's ppoll on `host_fds` and this thread's eventfd, which notifiers on
+/// `lkl_fds` signal, until something is ready or the deadline passes; leaves the revents of
+/// both lists filled.
+fn wait_mixed(
+    lkl_fds: &mut [pollfd],
+    host_fds: &mut Vec<pollfd>,
+    host_idx: &mut Vec<usize>,
+    deadline: Deadline,
+    mask: *const sigset_t,
+) -> SysResult<()> {
+    WAKE.with(|w| -> SysResult<()> {
+        if w.get().is_none() {
+            let _ = w.set(EventFd::new()?);
+        }
+        let efd = w.get().expect("set above");
+        host_fds.push(pollfd {
+            fd: efd.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        host_idx.push(usize::MAX);
+        let result = loop {
+            efd.drain();
+            let notifiers = lkl_fds
+                .iter()
+                .map(|p| Notifier::attach(p.fd, efd))
+                .collect::<SysResult<Vec<_>>>()?;
+            // Armed: whatever happens from here on signals the eventfd.
+            if lkl_poll_now(lkl_fds)? > 0 {
+                host_fds.iter_mut().for_each(|p| p.revents = 0);
+                break Ok(true);
+            }
+            let host_ready = host_poll(host_fds, deadline.remaining(), mask);
+            drop(notifiers);
+            let host_ready = match host_ready {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            let woken = host_fds.last().is_some_and(|p| p.revents != 0);
+            let lkl_ready = if woken { lkl_poll_now(lkl_fds)? } else { 0 };
+            if lkl_ready + host_ready - usize::from(woken) > 0 || deadline.passed() {
+                break Ok(false);
+            }
+        };
+        host_fds.pop();
+        host_idx.pop();
+        // LKL was ready before the host side was looked at: look now, without waiting.
+        if result? && !host_fds.is_empty() {
+            host_poll(host_fds, Some(Duration::ZERO), mask)?;
+        }
+        Ok(())
+    })
+}
+
+/// select(2)/pselect(2) through poll: the sets become pollfds and back, with Linux's
+/// mapping of poll bits to sets. `timeout` is updated with the time left when `update`.
+///
+/// # Safety
+/// Each set is null or holds at least `nfds` bits.
+pub unsafe fn select(
+    nfds: c_int,
+    sets: [*mut libc::fd_set; 3],
+    timeout: Option<Duration>,
+    mask: *const sigset_t,
+) -> SysResult<(c_int, Option<Duration>)> {
+    if nfds < 0 {
+        return Err(Errno::EINVAL);
+    }
+    const IN: i16 = libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLHUP | libc::POLLERR;
+    const OUT: i16 = libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLERR;
+    const EX: i16 = libc::POLLPRI;
+    let wanted = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI];
+    let mut fds: Vec<pollfd> = Vec::new();
+    for fd in 0..nfds {
+        let mut events = 0;
+        for (set, ev) in sets.iter().zip(wanted) {
+            // SAFETY: the caller vouches that non-null sets hold nfds bits.
+            if !set.is_null() && unsafe { libc::FD_ISSET(fd, *set) } {
+                events |= ev;
+            }
+        }
+        if events != 0 {
+            fds.push(pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+        }
+    }
+    let deadline = Deadline::after(timeout);
+    poll(&mut fds, timeout, mask)?;
+    if fds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+        return Err(Errno::EBADF);
+    }
+    let mut count = 0;
+    for set in sets.iter().filter(|s| !s.is_null()) {
+        for p in &fds {
+            // SAFETY: as above.
+            unsafe { libc::FD_CLR(p.fd, *set) };
+        }
+    }
+    for p in &fds {
+        for ((set, ev), bits) in sets.iter().zip(wanted).zip([IN, OUT, EX]) {
+            if !set.is_null() && p.events & ev != 0 && p.revents & bits != 0 {
+                // SAFETY: as above.
+                unsafe { libc::FD_SET(p.fd, *set) };
+                count += 1;
+            }
+        }
+    }
+    Ok((count, deadline.remaining()))
+}

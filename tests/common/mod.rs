@@ -1,0 +1,183 @@
+//! Shared by the hijack tests: real programs run under `LD_PRELOAD=liblkl_hijack.so` in a rig's
+//! container namespace, with LKL on the container's interface; clients run in the peer
+//! namespace on the host kernel. Each test file uses a subset.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lkl_rig::{Netns, Topology, VenetTopology};
+
+/// The preload library cargo built next to this test binary (target/<profile>/).
+pub fn hijack_so() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let so = dir.join("liblkl_hijack.so");
+    assert!(so.exists(), "{} is missing: build the workspace first", so.display());
+    so
+}
+
+/// A fresh venet topology (tun venet0 in the container, forwarder, peer).
+pub fn venet() -> VenetTopology {
+    VenetTopology::builder().build().expect("venet topology")
+}
+
+/// The environment that puts a program's sockets on LKL, on the topology's container
+/// interface with the rig's LKL addresses.
+pub fn lkl_env(topo: &dyn Topology) -> Vec<(String, String)> {
+    let a = topo.addrs();
+    [
+        ("LD_PRELOAD", hijack_so().display().to_string()),
+        ("LKL_HIJACK_NET_IFTYPE", "packet".into()),
+        ("LKL_HIJACK_NET_IFPARAMS", topo.container_if().into()),
+        ("LKL_HIJACK_NET_IP", a.lkl_v4.to_string()),
+        ("LKL_HIJACK_NET_IPV6", a.lkl_v6.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `program args...` in `ns` with `env` added, stdout and stderr captured.
+pub fn command_in(ns: &Netns, program: &str, args: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = ns.command(program).expect("open the namespace");
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A server process; killed (and its output shown) when dropped, so a failing test leaves
+/// nothing running.
+pub struct Server {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Server {
+    pub fn spawn(mut cmd: Command, name: &str) -> Server {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Server {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    /// Waits until a TCP connection from `from` to `addr` succeeds, or fails the test when
+    /// the server exits or `limit` passes.
+    pub fn wait_listening(&mut self, from: &Netns, addr: SocketAddr, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("{} exited before listening: {status}\n{}", self.name, self.output());
+            }
+            let ok = from
+                .in_thread(|| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok())
+                .expect("enter namespace");
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not listen on {addr} within {limit:?}\n{}",
+                self.name,
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit (SIGKILL after `limit`).
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_for_exit(limit)
+    }
+
+    /// Waits for the process to exit on its own; SIGKILL and a test failure after `limit`.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not exit within {limit:?}\n{}", self.name, self.output());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the process printed so far (it must have exited, or the pipes would block).
+    pub fn output(&mut self) -> String {
+        let mut text = String::new();
+        if self.child.try_wait().ok().flatten().is_none() {
+            return "(still running; output not read)".into();
+        }
+        for pipe in [
+            self.child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
+            self.child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut p = pipe;
+            let _ = p.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if thread::panicking() {
+                eprintln!("--- {} output ---\n{}", self.name, self.output());
+            }
+        }
+    }
+}
+
+/// Whether the container's host stack has a TCP listener on `port` (it must not, when the
+/// server lives in LKL).
+pub fn host_listens_on(ns: &Netns, port: u16) -> bool {
+    let out = ns.run("ss", &["-Hltn"]).expect("ss");
+    out.lines().any(|l| {
+        l.split_whitespace()
+            .nth(3)
+            .is_some_and(|local| local.rsplit(':').next() == Some(&port.to_string()))
+    })
+}
+
+/// A socket address of LKL's IPv4 address.
+pub fn lkl_v4(topo: &dyn Topology, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(topo.addrs().lkl_v4), port)
+}
+
+/// Runs `cmd` to completion and returns stdout; failure shows both streams.
+pub fn check_output(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        panic!(
+            "{cmd:?}: {}\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stdout
+}
