@@ -9,6 +9,7 @@
 //! * `poll`, `epoll`, `notify`: waiting on host fds and LKL sockets together.
 //! * `host`: glibc's own functions, for every host call the library makes.
 //! * `ffi`: results to errno, and no panic across the C boundary.
+//! * `gocheck`: recognising gc-built Go programs, whose sockets preloading cannot move.
 
 pub use lkl;
 
@@ -16,6 +17,7 @@ pub mod config;
 mod epoll;
 mod fdtable;
 mod ffi;
+mod gocheck;
 mod hooks;
 mod host;
 mod notify;

@@ -14,7 +14,7 @@ use once_cell::sync::OnceCell;
 
 use crate::config::HijackConfig;
 use crate::ffi::SysResult;
-use crate::{fdtable, host};
+use crate::{fdtable, gocheck, host};
 
 /// The kernel with its device; lives until exit.
 struct Stack {
@@ -58,6 +58,13 @@ extern "C" fn init(_argc: c_int, _argv: *const *const c_char, _envp: *const *con
                     "LKL_HIJACK_NET_IFPARAMS={}: no such host interface (see `ip link`)",
                     c.net.host_if
                 ));
+            }
+            if gocheck::built_by_gc_go(c"/proc/self/exe") {
+                log::warn!(
+                    "this program was built by the gc Go toolchain, whose system calls bypass \
+                     libc: its sockets stay on the host stack. Build it with gccgo (go-12 \
+                     build) to run it on LKL"
+                );
             }
             // SAFETY: registering plain functions with no captured state.
             unsafe {
@@ -172,9 +179,12 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
         .configure_interface(&dev.name, &iface)
         .map_err(|e| format!("LKL_HIJACK_NET_IP/IPV6/GATEWAY: configuring {} failed: {e}", dev.name))?;
     for (key, value) in &cfg.sysctls {
+        if kernel.sysctl_read(key).is_err() {
+            return Err(format!("LKL_HIJACK_SYSCTL: {key}: no such sysctl in this kernel"));
+        }
         kernel
             .sysctl_write(key, value)
-            .map_err(|e| format!("LKL_HIJACK_SYSCTL: {key}={value}: {e}"))?;
+            .map_err(|e| format!("LKL_HIJACK_SYSCTL: {key}={value}: the kernel refused the value ({e})"))?;
     }
     log::debug!(
         "booted Linux in {:.1} ms: {} on host {} ({:?}, {:?})",

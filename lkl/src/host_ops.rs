@@ -215,6 +215,27 @@ unsafe extern "C" fn mutex_unlock(mutex: *mut sys::lkl_mutex) {
 // ---------------------------------------------------------------------------------------------
 // Threads
 
+/// Starts a thread of the library's with every signal blocked (it inherits the mask set
+/// around the spawn): a program's signal handlers must run on the program's own threads, and
+/// interrupt their waits, never land on a kernel or timer thread.
+pub(crate) fn spawn_library_thread<F, T>(name: &str, f: F) -> std::io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: sigfillset fills a local set; pthread_sigmask swaps the calling thread's mask
+    // with valid set pointers and is restored right after the spawn.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let spawned = thread::Builder::new().name(name.into()).spawn(f);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        spawned
+    }
+}
+
 /// Every thread started for the kernel, so `Kernel::halt` can wait for all of them.
 static THREADS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 
@@ -250,10 +271,7 @@ unsafe extern "C" fn thread_create(
         for t in finished {
             join(t);
         }
-        match thread::Builder::new()
-            .name("lkl-kthread".into())
-            .spawn(move || body.run())
-        {
+        match spawn_library_thread("lkl-kthread", move || body.run()) {
             Ok(handle) => {
                 let id = std::os::unix::thread::JoinHandleExt::as_pthread_t(&handle);
                 threads.push(handle);
@@ -499,10 +517,7 @@ unsafe extern "C" fn timer_alloc(
             thread: Mutex::new(None),
         });
         let runner = Arc::clone(&timer);
-        match thread::Builder::new()
-            .name("lkl-timer".into())
-            .spawn(move || runner.run())
-        {
+        match spawn_library_thread("lkl-timer", move || runner.run()) {
             Ok(handle) => *timer.thread.lock() = Some(handle),
             Err(e) => {
                 log::error!(target: "lkl", "cannot start a timer thread: {e}");

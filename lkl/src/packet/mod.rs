@@ -394,9 +394,8 @@ impl PacketBackend {
     /// Call once, after registering the device.
     pub fn start_rx(self: &Arc<Self>, irq: Irq) -> io::Result<()> {
         let me = Arc::clone(self);
-        let handle = std::thread::Builder::new()
-            .name("lkl-packet-rx".into())
-            .spawn(move || me.rx_loop(irq))?;
+        let handle =
+            crate::host_ops::spawn_library_thread("lkl-packet-rx", move || me.rx_loop(irq))?;
         *self.rx_thread.lock() = Some(handle);
         Ok(())
     }

@@ -1,0 +1,92 @@
+//! A bad LKL_HIJACK_* value stops the program with one line naming the variable and exit
+//! status 78 (EX_CONFIG), never a silent fall-back to the host stack: before `main` for what
+//! can be checked without the kernel, at the first socket for what only the kernel can judge.
+
+mod common;
+
+use std::process::Output;
+
+use common::{command_in, lkl_env, venet};
+use lkl_rig::Topology;
+
+/// A program that says it ran, then opens an IPv4 socket (which boots the kernel).
+const PROGRAM: &str = "print('main ran', flush=True); import socket; socket.socket(); print('socket opened', flush=True)";
+
+fn run(topo: &dyn Topology, changes: &[(&str, Option<&str>)]) -> Output {
+    let mut env = lkl_env(topo);
+    for (var, value) in changes {
+        env.retain(|(k, _)| k != var);
+        if let Some(v) = value {
+            env.push((var.to_string(), v.to_string()));
+        }
+    }
+    command_in(topo.container_ns(), "/usr/bin/python3", &["-c", PROGRAM], &env)
+        .output()
+        .expect("run python3")
+}
+
+/// Exit 78, exactly one stderr line, which starts with "lkl-hijack: VAR=".
+fn assert_refused(out: &Output, var: &str, main_ran: bool) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(78), "{var}: status {}\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    assert_eq!(stderr.lines().count(), 1, "{var}: not one line: {stderr:?}");
+    assert!(
+        stderr.starts_with(&format!("lkl-hijack: {var}")),
+        "{var}: the line does not name the variable: {stderr:?}"
+    );
+    assert_eq!(stdout.contains("main ran"), main_ran, "{var}: stdout {stdout:?}");
+    assert!(!stdout.contains("socket opened"), "{var}: a socket was opened anyway");
+}
+
+#[test]
+fn bad_values_are_named_and_exit_78() {
+    let topo = venet();
+    let pre_main: &[(&str, &str)] = &[
+        ("LKL_HIJACK_NET_IFTYPE", "tap"),
+        ("LKL_HIJACK_NET_IFPARAMS", "no-such-if0"),
+        ("LKL_HIJACK_NET_IP", "10.0.0.300"),
+        ("LKL_HIJACK_NET_IPV6", "fd00::zz"),
+        ("LKL_HIJACK_NET_NETMASK_LEN", "33"),
+        ("LKL_HIJACK_NET_MTU", "20"),
+        ("LKL_HIJACK_MEMSIZE", "8M"),
+        ("LKL_HIJACK_SYSCTL", "net.core.somaxconn"),
+        ("LKL_HIJACK_NET_QDISC", "fq;x"),
+    ];
+    for (var, value) in pre_main {
+        let out = run(&topo, &[(var, Some(value))]);
+        assert_refused(&out, var, false);
+    }
+    let out = run(&topo, &[("LKL_HIJACK_NET_IFPARAMS", None)]);
+    assert_refused(&out, "LKL_HIJACK_NET_IFPARAMS", false);
+}
+
+#[test]
+fn values_only_the_kernel_can_judge_stop_the_program_at_its_first_socket() {
+    let topo = venet();
+    let at_boot: &[(&str, &str)] = &[
+        ("LKL_HIJACK_SYSCTL", "net.ipv4.no_such_sysctl=1"),
+        ("LKL_HIJACK_SYSCTL", "net.ipv4.tcp_congestion_control=no_such_cc"),
+        ("LKL_HIJACK_NET_QDISC", "no_such_qdisc"),
+        ("LKL_HIJACK_BOOT_CMDLINE", "no_such_option=1"),
+    ];
+    for (var, value) in at_boot {
+        let out = run(&topo, &[(var, Some(value))]);
+        assert_refused(&out, var, true);
+    }
+}
+
+#[test]
+fn without_configuration_the_library_stays_out_of_the_way() {
+    let topo = venet();
+    let env: Vec<(String, String)> = lkl_env(&topo)
+        .into_iter()
+        .filter(|(k, _)| k == "LD_PRELOAD")
+        .collect();
+    let out = command_in(topo.container_ns(), "/usr/bin/python3", &["-c", PROGRAM], &env)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "main ran\nsocket opened\n");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
