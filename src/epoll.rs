@@ -64,7 +64,7 @@ fn side(epfd: c_int) -> SysResult<Arc<Entry>> {
     }
     // SAFETY: epoll_create1 takes no pointers.
     let lkl = unsafe { stack::call(__NR_epoll_create1, [0; 6]) }? as lkl::Fd;
-    let wake = match EventFd::new() {
+    let wake = match EventFd::new(false) {
         Ok(w) => w,
         Err(e) => {
             // SAFETY: close takes no pointers.

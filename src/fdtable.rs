@@ -28,9 +28,30 @@ pub enum Object {
     Epoll(EpollSide),
 }
 
-/// An LKL file descriptor, closed in LKL when the last number and in-flight call drop it.
+/// An LKL socket, closed in LKL when the last number and in-flight call drop it. It is
+/// nonblocking inside LKL; `nonblocking` is the O_NONBLOCK the program set (see blocking.rs).
 pub struct Socket {
     pub lkl: lkl::Fd,
+    pub stream: bool,
+    nonblocking: AtomicBool,
+}
+
+impl Socket {
+    pub fn new(lkl: lkl::Fd, stream: bool, nonblocking: bool) -> Socket {
+        Socket {
+            lkl,
+            stream,
+            nonblocking: AtomicBool::new(nonblocking),
+        }
+    }
+
+    pub fn nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
+    }
+
+    pub fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Socket {

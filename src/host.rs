@@ -72,13 +72,11 @@ forward! {
     fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
     fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t;
     fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t;
-    fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t;
     fn recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr,
                 alen: *mut socklen_t) -> ssize_t;
     fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int,
                 timeout: *mut timespec) -> c_int;
-    fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t;
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr,
               alen: socklen_t) -> ssize_t;
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t;

@@ -7,6 +7,7 @@
 //! * `hooks`: the exported glibc functions, routing each call to LKL or to glibc.
 //! * `fdtable`: host fd numbers standing for LKL sockets (placeholders) and epoll sides.
 //! * `poll`, `epoll`, `notify`: waiting on host fds and LKL sockets together.
+//! * `blocking`: blocking calls on LKL sockets, slept in the host (signals, timeouts).
 //! * `host`: glibc's own functions, for every host call the library makes.
 //! * `ffi`: results to errno, and no panic across the C boundary.
 //! * `gocheck`: recognising gc-built Go programs, whose sockets preloading cannot move.
@@ -14,6 +15,7 @@
 pub use lkl;
 
 pub mod config;
+mod blocking;
 mod epoll;
 mod fdtable;
 mod ffi;

@@ -3,6 +3,7 @@
 //! covers host fds and LKL sockets together. The eventfd only says "look again"; readiness
 //! itself is always read from LKL.
 
+use std::cell::OnceCell;
 use std::ffi::{c_int, c_long, c_void};
 
 use lkl::sys::{__NR_lkl_notify_add, __NR_lkl_notify_del};
@@ -10,33 +11,80 @@ use lkl::sys::{__NR_lkl_notify_add, __NR_lkl_notify_del};
 use crate::ffi::{host_result, SysResult};
 use crate::{host, stack};
 
-/// A host eventfd, nonblocking and close-on-exec.
-pub struct EventFd(c_int);
+/// A host eventfd (close-on-exec).
+pub struct EventFd {
+    fd: c_int,
+    blocking: bool,
+}
 
 impl EventFd {
-    pub fn new() -> SysResult<EventFd> {
+    /// A blocking one can be slept on with read(2), which the host restarts after a signal
+    /// handler installed with SA_RESTART, exactly as it would restart the program's call.
+    pub fn new(blocking: bool) -> SysResult<EventFd> {
+        let flags = libc::EFD_CLOEXEC | if blocking { 0 } else { libc::EFD_NONBLOCK };
         // SAFETY: eventfd takes no pointers.
-        host_result(unsafe { host::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
-            .map(EventFd)
+        let fd = host_result(unsafe { host::eventfd(0, flags) })?;
+        Ok(EventFd { fd, blocking })
     }
 
     pub fn fd(&self) -> c_int {
-        self.0
+        self.fd
     }
 
     /// Resets the counter (the next signal makes it readable again).
     pub fn drain(&self) {
+        if self.blocking {
+            let mut p = libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd, no wait.
+            if unsafe { host::ppoll(&mut p, 1, &ZERO, std::ptr::null()) } != 1 {
+                return;
+            }
+        }
         let mut count = 0u64;
-        // SAFETY: reads 8 bytes into a live u64; nonblocking, so it never waits.
-        unsafe { host::read(self.0, (&mut count as *mut u64).cast(), 8) };
+        // SAFETY: reads 8 bytes into a live u64; the eventfd is readable or nonblocking, so
+        // this does not wait.
+        unsafe { host::read(self.fd, (&mut count as *mut u64).cast(), 8) };
+    }
+
+    /// Sleeps until signalled (blocking eventfds only); EINTR when a signal handler without
+    /// SA_RESTART ran.
+    pub fn wait(&self) -> SysResult<()> {
+        debug_assert!(self.blocking);
+        let mut count = 0u64;
+        // SAFETY: reads 8 bytes into a live u64.
+        host_result(unsafe { host::read(self.fd, (&mut count as *mut u64).cast(), 8) }).map(drop)
     }
 }
+
+const ZERO: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
 
 impl Drop for EventFd {
     fn drop(&mut self) {
         // SAFETY: our own descriptor, closed once.
-        unsafe { host::close(self.0) };
+        unsafe { host::close(self.fd) };
     }
+}
+
+thread_local! {
+    /// The eventfd this thread's waits sleep on; made on first wait, closed at thread exit.
+    static THREAD_WAKE: OnceCell<EventFd> = const { OnceCell::new() };
+}
+
+/// Runs `f` with the calling thread's (blocking) wake-up eventfd.
+pub fn with_thread_eventfd<T>(f: impl FnOnce(&EventFd) -> SysResult<T>) -> SysResult<T> {
+    THREAD_WAKE.with(|w| {
+        if w.get().is_none() {
+            let _ = w.set(EventFd::new(true)?);
+        }
+        f(w.get().expect("set above"))
+    })
 }
 
 /// Called by the kernel, in any context, when the watched file's queue wakes. A raw write

@@ -5,7 +5,6 @@
 //! plus that eventfd, with the caller's timeout and signal mask: signals, EINTR and the mask
 //! behave exactly as the host's. No thread is started for a wait.
 
-use std::cell::OnceCell;
 use std::ffi::{c_int, c_long};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +15,8 @@ use lkl::Errno;
 
 use crate::fdtable::{self, Entry};
 use crate::ffi::{host_result, SysResult};
-use crate::notify::{EventFd, Notifier};
+use crate::notify::{with_thread_eventfd, Notifier};
 use crate::{host, stack};
-
-thread_local! {
-    /// The eventfd this thread's waits sleep on; made on first mixed wait, closed at thread exit.
-    static WAKE: OnceCell<EventFd> = const { OnceCell::new() };
-}
 
 /// A timeout as a deadline; `None` waits forever.
 #[derive(Clone, Copy)]
@@ -51,7 +45,7 @@ pub fn timespec(d: Duration) -> libc::timespec {
 }
 
 /// LKL's poll of `fds` (LKL numbers) without waiting; fills revents.
-fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
+pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
     let zero = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -147,11 +141,7 @@ fn wait_mixed(
     deadline: Deadline,
     mask: *const sigset_t,
 ) -> SysResult<()> {
-    WAKE.with(|w| -> SysResult<()> {
-        if w.get().is_none() {
-            let _ = w.set(EventFd::new()?);
-        }
-        let efd = w.get().expect("set above");
+    with_thread_eventfd(|efd| {
         host_fds.push(pollfd {
             fd: efd.fd(),
             events: libc::POLLIN,

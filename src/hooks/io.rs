@@ -8,12 +8,62 @@ use lkl::sys::*;
 use lkl::Errno;
 
 use super::{chk_fail, host_call, lkl_call, lkl_socket, on_fd, sigpipe_on_epipe};
+use crate::blocking::{self, Dir, IovCursor};
+use crate::fdtable::Socket;
 use crate::ffi::{hook, SysResult};
+
+/// A receive: one call, waiting first if the socket is blocking; with MSG_WAITALL on a
+/// stream, until `len` bytes arrived. `op(done)` receives from offset `done` on.
+fn receive(
+    sock: &Socket,
+    flags: c_int,
+    len: usize,
+    mut op: impl FnMut(usize) -> SysResult<usize>,
+) -> SysResult<usize> {
+    if flags & libc::MSG_DONTWAIT != 0 {
+        op(0)
+    } else if flags & libc::MSG_WAITALL != 0 && sock.stream {
+        blocking::transfer(sock, Dir::In, len, op)
+    } else {
+        blocking::retry(sock, Dir::In, || op(0))
+    }
+}
+
+/// A send: on a blocking stream, until all `len` bytes went; a peer that is gone raises
+/// SIGPIPE. `op(done)` sends from offset `done` on.
+fn send_data(
+    sock: &Socket,
+    flags: c_int,
+    len: usize,
+    mut op: impl FnMut(usize) -> SysResult<usize>,
+) -> SysResult<usize> {
+    let result = if flags & libc::MSG_DONTWAIT != 0 {
+        op(0)
+    } else if sock.stream {
+        blocking::transfer(sock, Dir::Out, len, op)
+    } else {
+        blocking::retry(sock, Dir::Out, || op(0))
+    };
+    sigpipe_on_epipe(result, flags)
+}
+
+fn ssize(r: SysResult<usize>) -> SysResult<ssize_t> {
+    r.map(|n| n as ssize_t)
+}
+
+/// `buf + done` for a caller's buffer.
+fn at<T>(buf: *const T, done: usize) -> *const u8 {
+    buf.cast::<u8>().wrapping_add(done)
+}
 
 #[no_mangle]
 pub extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     hook("read", || {
-        on_fd(fd, |l| lkl_call!(__NR_read, l, buf, count), || host_call!(read(fd, buf, count)))
+        on_fd(
+            fd,
+            |s| ssize(receive(s, 0, count, |_| lkl_call!(__NR_read, s.lkl, buf, count))),
+            || host_call!(read(fd, buf, count)),
+        )
     })
 }
 
@@ -22,7 +72,11 @@ pub extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t
     hook("write", || {
         on_fd(
             fd,
-            |l| sigpipe_on_epipe(lkl_call!(__NR_write, l, buf, count), 0),
+            |s| {
+                ssize(send_data(s, 0, count, |done| {
+                    lkl_call!(__NR_write, s.lkl, at(buf, done), count - done)
+                }))
+            },
             || host_call!(write(fd, buf, count)),
         )
     })
@@ -31,7 +85,11 @@ pub extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t
 #[no_mangle]
 pub extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     hook("readv", || {
-        on_fd(fd, |l| lkl_call!(__NR_readv, l, iov, n), || host_call!(readv(fd, iov, n)))
+        on_fd(
+            fd,
+            |s| ssize(receive(s, 0, 0, |_| lkl_call!(__NR_readv, s.lkl, iov, n))),
+            || host_call!(readv(fd, iov, n)),
+        )
     })
 }
 
@@ -40,14 +98,22 @@ pub extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     hook("writev", || {
         on_fd(
             fd,
-            |l| sigpipe_on_epipe(lkl_call!(__NR_writev, l, iov, n), 0),
+            |s| {
+                // SAFETY: the caller's array of n iovecs, as for writev.
+                let mut cursor = unsafe { IovCursor::new(iov, n.max(0) as usize) };
+                let total = cursor.total;
+                ssize(send_data(s, 0, total, |done| {
+                    let (rest, count) = cursor.after(done);
+                    lkl_call!(__NR_writev, s.lkl, rest, count)
+                }))
+            },
             || host_call!(writev(fd, iov, n)),
         )
     })
 }
 
 /// Positioned I/O has no meaning on a socket.
-fn espipe<T>(_: libc::c_long) -> SysResult<T> {
+fn espipe<T>(_: &Socket) -> SysResult<T> {
     Err(Errno::ESPIPE)
 }
 
@@ -73,13 +139,7 @@ pub extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_
 
 #[no_mangle]
 pub extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    hook("recv", || {
-        on_fd(
-            fd,
-            |l| lkl_call!(__NR_recvfrom, l, buf, len, flags, 0, 0),
-            || host_call!(recv(fd, buf, len, flags)),
-        )
-    })
+    recvfrom(fd, buf, len, flags, std::ptr::null_mut(), std::ptr::null_mut())
 }
 
 #[no_mangle]
@@ -94,7 +154,11 @@ pub extern "C" fn recvfrom(
     hook("recvfrom", || {
         on_fd(
             fd,
-            |l| lkl_call!(__NR_recvfrom, l, buf, len, flags, addr, alen),
+            |s| {
+                ssize(receive(s, flags, len, |done| {
+                    lkl_call!(__NR_recvfrom, s.lkl, at(buf, done), len - done, flags, addr, alen)
+                }))
+            },
             || host_call!(recvfrom(fd, buf, len, flags, addr, alen)),
         )
     })
@@ -105,7 +169,31 @@ pub extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t 
     hook("recvmsg", || {
         on_fd(
             fd,
-            |l| lkl_call!(__NR_recvmsg, l, msg, flags),
+            |s| {
+                if msg.is_null() {
+                    return Err(Errno::EFAULT);
+                }
+                // SAFETY: the caller's msghdr and its iovecs, as for recvmsg.
+                let mut cursor = unsafe { IovCursor::new((*msg).msg_iov, (*msg).msg_iovlen) };
+                let (iov, iovlen) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen) };
+                let total = cursor.total;
+                let got = receive(s, flags, total, |done| {
+                    // Later calls of a MSG_WAITALL receive fill the rest of the buffers.
+                    let (rest, count) = if done == 0 { (iov, iovlen) } else { cursor.after(done) };
+                    // SAFETY: as above; restored below.
+                    unsafe {
+                        (*msg).msg_iov = rest;
+                        (*msg).msg_iovlen = count;
+                    }
+                    lkl_call!(__NR_recvmsg, s.lkl, msg, flags)
+                });
+                // SAFETY: as above.
+                unsafe {
+                    (*msg).msg_iov = iov;
+                    (*msg).msg_iovlen = iovlen;
+                }
+                ssize(got)
+            },
             || host_call!(recvmsg(fd, msg, flags)),
         )
     })
@@ -122,7 +210,14 @@ pub extern "C" fn recvmmsg(
     hook("recvmmsg", || {
         on_fd(
             fd,
-            |l| lkl_call!(__NR_recvmmsg, l, msgs, n, flags, timeout),
+            |s| {
+                let get = || lkl_call!(__NR_recvmmsg, s.lkl, msgs, n, flags, timeout);
+                if flags & libc::MSG_DONTWAIT != 0 {
+                    get()
+                } else {
+                    blocking::retry(s, Dir::In, get)
+                }
+            },
             || host_call!(recvmmsg(fd, msgs, n, flags, timeout)),
         )
     })
@@ -130,13 +225,7 @@ pub extern "C" fn recvmmsg(
 
 #[no_mangle]
 pub extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    hook("send", || {
-        on_fd(
-            fd,
-            |l| sigpipe_on_epipe(lkl_call!(__NR_sendto, l, buf, len, flags, 0, 0), flags),
-            || host_call!(send(fd, buf, len, flags)),
-        )
-    })
+    sendto(fd, buf, len, flags, std::ptr::null(), 0)
 }
 
 #[no_mangle]
@@ -151,7 +240,11 @@ pub extern "C" fn sendto(
     hook("sendto", || {
         on_fd(
             fd,
-            |l| sigpipe_on_epipe(lkl_call!(__NR_sendto, l, buf, len, flags, addr, alen), flags),
+            |s| {
+                ssize(send_data(s, flags, len, |done| {
+                    lkl_call!(__NR_sendto, s.lkl, at(buf, done), len - done, flags, addr, alen)
+                }))
+            },
             || host_call!(sendto(fd, buf, len, flags, addr, alen)),
         )
     })
@@ -162,7 +255,21 @@ pub extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_
     hook("sendmsg", || {
         on_fd(
             fd,
-            |l| sigpipe_on_epipe(lkl_call!(__NR_sendmsg, l, msg, flags), flags),
+            |s| {
+                if msg.is_null() {
+                    return Err(Errno::EFAULT);
+                }
+                // SAFETY: the caller's msghdr and its iovecs, as for sendmsg.
+                let mut copy = unsafe { *msg };
+                let mut cursor = unsafe { IovCursor::new(copy.msg_iov, copy.msg_iovlen) };
+                let total = cursor.total;
+                ssize(send_data(s, flags, total, |done| {
+                    if done > 0 {
+                        (copy.msg_iov, copy.msg_iovlen) = cursor.after(done);
+                    }
+                    lkl_call!(__NR_sendmsg, s.lkl, &copy as *const msghdr, flags)
+                }))
+            },
             || host_call!(sendmsg(fd, msg, flags)),
         )
     })
@@ -173,15 +280,23 @@ pub extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_in
     hook("sendmmsg", || {
         on_fd(
             fd,
-            |l| sigpipe_on_epipe(lkl_call!(__NR_sendmmsg, l, msgs, n, flags), flags),
+            |s| {
+                let put = || lkl_call!(__NR_sendmmsg, s.lkl, msgs, n, flags);
+                let sent = if flags & libc::MSG_DONTWAIT != 0 {
+                    put()
+                } else {
+                    blocking::retry(s, Dir::Out, put)
+                };
+                sigpipe_on_epipe(sent, flags)
+            },
             || host_call!(sendmmsg(fd, msgs, n, flags)),
         )
     })
 }
 
 /// sendfile from a host file to an LKL socket: the file's bytes are read on the host and
-/// written into LKL, `*offset` (or the file position) advancing by what LKL accepted.
-fn sendfile_to_lkl(sock: libc::c_long, input: c_int, offset: *mut off_t, count: size_t) -> SysResult<ssize_t> {
+/// sent into LKL, `*offset` (or the file position) advancing by what LKL accepted.
+fn sendfile_to_lkl(sock: &Socket, input: c_int, offset: *mut off_t, count: size_t) -> SysResult<ssize_t> {
     const CHUNK: usize = 128 << 10;
     let mut pos = if offset.is_null() {
         host_call!(lseek64(input, 0, libc::SEEK_CUR))?
@@ -202,9 +317,7 @@ fn sendfile_to_lkl(sock: libc::c_long, input: c_int, offset: *mut off_t, count: 
                 break;
             }
         };
-        let wrote: SysResult<usize> =
-            sigpipe_on_epipe(lkl_call!(__NR_write, sock, buf.as_ptr(), got), 0);
-        match wrote {
+        match send_data(sock, 0, got, |done| lkl_call!(__NR_write, sock.lkl, at(buf.as_ptr(), done), got - done)) {
             Ok(n) => {
                 sent += n;
                 pos += n as off_t;
@@ -238,7 +351,9 @@ pub extern "C" fn sendfile64(out: c_int, input: c_int, offset: *mut off_t, count
             return Err(Errno::EINVAL);
         }
         match lkl_socket(out)? {
-            Some((_sock, l)) => sendfile_to_lkl(l, input, offset, count),
+            Some(entry) => {
+                sendfile_to_lkl(entry.socket().expect("socket entries only"), input, offset, count)
+            }
             None => host_call!(sendfile64(out, input, offset, count)),
         }
     })

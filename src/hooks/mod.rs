@@ -14,12 +14,12 @@
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("the variadic hooks assume the x86-64 or aarch64 Linux calling convention");
 
-use std::ffi::{c_int, c_long};
+use std::ffi::c_int;
 use std::sync::Arc;
 
 use lkl::Errno;
 
-use crate::fdtable::{self, Entry};
+use crate::fdtable::{self, Entry, Socket};
 use crate::ffi::{CReturn, SysResult};
 use crate::stack;
 
@@ -51,22 +51,19 @@ macro_rules! host_call {
 }
 pub(crate) use host_call;
 
-/// The LKL socket behind `fd` (held for the duration of the call), or None for host fds.
-fn lkl_socket(fd: c_int) -> SysResult<Option<(Arc<Entry>, c_long)>> {
-    Ok(fdtable::socket(fd)?.map(|e| {
-        let lkl = e.socket().expect("socket entries only").lkl;
-        (e, c_long::from(lkl))
-    }))
+/// The LKL socket behind `fd` (the entry keeps it alive for the call), or None for host fds.
+fn lkl_socket(fd: c_int) -> SysResult<Option<Arc<Entry>>> {
+    fdtable::socket(fd)
 }
 
-/// Runs `lkl` with the LKL fd behind `fd`, or `host` for a host fd.
+/// Runs `lkl` with the LKL socket behind `fd`, or `host` for a host fd.
 fn on_fd<T: CReturn + PartialEq>(
     fd: c_int,
-    lkl: impl FnOnce(c_long) -> SysResult<T>,
+    lkl: impl FnOnce(&Socket) -> SysResult<T>,
     host: impl FnOnce() -> SysResult<T>,
 ) -> SysResult<T> {
     match lkl_socket(fd)? {
-        Some((_entry, lkl_fd)) => lkl(lkl_fd),
+        Some(entry) => lkl(entry.socket().expect("socket entries only")),
         None => host(),
     }
 }

@@ -1,17 +1,21 @@
-//! Sockets: creation, addresses, options.
+//! Sockets: creation, connections, addresses, options.
 
 use std::ffi::{c_int, c_void};
 
 use libc::{sockaddr, socklen_t};
 use lkl::sys::*;
+use lkl::Errno;
 
 use super::{host_call, lkl_call, lkl_family, lkl_socket, on_fd};
+use crate::blocking::{self, Dir};
 use crate::fdtable::{self, Object, Socket};
 use crate::ffi::{hook, SysResult};
 
-/// A new LKL fd gets its host number; SOCK_CLOEXEC is the number's, not the kernel's.
-fn install(lkl: SysResult<c_int>, cloexec: bool) -> SysResult<c_int> {
-    fdtable::install(Object::Socket(Socket { lkl: lkl? }), cloexec)
+/// Gives a new LKL socket its host number. SOCK_CLOEXEC is the number's and SOCK_NONBLOCK
+/// the program's view; inside LKL every socket is nonblocking.
+fn install(lkl: SysResult<c_int>, stream: bool, flags: c_int) -> SysResult<c_int> {
+    let sock = Socket::new(lkl?, stream, flags & libc::SOCK_NONBLOCK != 0);
+    fdtable::install(Object::Socket(sock), flags & libc::SOCK_CLOEXEC != 0)
 }
 
 #[no_mangle]
@@ -20,55 +24,110 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
         if !lkl_family(domain) {
             return host_call!(socket(domain, ty, protocol));
         }
-        let lkl = lkl_call!(__NR_socket, domain, ty & !libc::SOCK_CLOEXEC, protocol);
-        install(lkl, ty & libc::SOCK_CLOEXEC != 0)
+        let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        let kind = ty & !flags;
+        let lkl = lkl_call!(__NR_socket, domain, kind | libc::SOCK_NONBLOCK, protocol);
+        install(lkl, kind == libc::SOCK_STREAM, ty & flags)
+    })
+}
+
+fn accept_lkl(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> Option<SysResult<c_int>> {
+    let entry = match lkl_socket(fd) {
+        Ok(Some(e)) => e,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let listener = entry.socket().expect("socket entries only");
+    let new = blocking::retry(listener, Dir::In, || {
+        lkl_call!(__NR_accept4, listener.lkl, addr, len, libc::SOCK_NONBLOCK)
+    });
+    Some(install(new, listener.stream, flags))
+}
+
+#[no_mangle]
+pub extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    hook("accept4", || {
+        if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        accept_lkl(fd, addr, len, flags).unwrap_or_else(|| host_call!(accept4(fd, addr, len, flags)))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    hook("accept", || {
+        accept_lkl(fd, addr, len, 0).unwrap_or_else(|| host_call!(accept(fd, addr, len)))
+    })
+}
+
+/// A blocking connect: the kernel's nonblocking one, then a wait for the outcome.
+fn connect_lkl(sock: &Socket, addr: *const sockaddr, len: socklen_t) -> SysResult<c_int> {
+    match lkl_call!(__NR_connect, sock.lkl, addr, len) {
+        Err(Errno::EINPROGRESS) if !sock.nonblocking() => {}
+        result => return result,
+    }
+    // Writable (or failed) means the handshake is over; SO_ERROR says how it went.
+    let outcome = blocking::retry(sock, Dir::Out, || {
+        let mut err: c_int = 0;
+        let mut n = std::mem::size_of::<c_int>() as socklen_t;
+        let mut p = [libc::pollfd {
+            fd: sock.lkl,
+            events: libc::POLLOUT,
+            revents: 0,
+        }];
+        if crate::poll::lkl_poll_now(&mut p)? == 0 {
+            return Err(Errno::EAGAIN);
+        }
+        let _: c_int = lkl_call!(
+            __NR_getsockopt,
+            sock.lkl,
+            SOL_SOCKET,
+            SO_ERROR,
+            &mut err as *mut c_int,
+            &mut n as *mut socklen_t,
+        )?;
+        Ok(err)
+    });
+    match outcome {
+        Ok(0) => Ok(0),
+        Ok(err) => Err(Errno(err)),
+        // SO_SNDTIMEO ran out: the attempt goes on, as after a timed-out Linux connect.
+        Err(Errno::EAGAIN) => Err(Errno::EINPROGRESS),
+        Err(e) => Err(e),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    hook("connect", || {
+        on_fd(fd, |s| connect_lkl(s, addr, len), || host_call!(connect(fd, addr, len)))
     })
 }
 
 #[no_mangle]
 pub extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     hook("bind", || {
-        on_fd(fd, |l| lkl_call!(__NR_bind, l, addr, len), || host_call!(bind(fd, addr, len)))
+        on_fd(fd, |s| lkl_call!(__NR_bind, s.lkl, addr, len), || host_call!(bind(fd, addr, len)))
     })
 }
 
 #[no_mangle]
 pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     hook("listen", || {
-        on_fd(fd, |l| lkl_call!(__NR_listen, l, backlog), || host_call!(listen(fd, backlog)))
-    })
-}
-
-#[no_mangle]
-pub extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
-    hook("accept4", || match lkl_socket(fd)? {
-        None => host_call!(accept4(fd, addr, len, flags)),
-        Some((_listener, l)) => {
-            let new = lkl_call!(__NR_accept4, l, addr, len, flags & !libc::SOCK_CLOEXEC);
-            install(new, flags & libc::SOCK_CLOEXEC != 0)
-        }
-    })
-}
-
-#[no_mangle]
-pub extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-    hook("accept", || match lkl_socket(fd)? {
-        None => host_call!(accept(fd, addr, len)),
-        Some((_listener, l)) => install(lkl_call!(__NR_accept4, l, addr, len, 0), false),
-    })
-}
-
-#[no_mangle]
-pub extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    hook("connect", || {
-        on_fd(fd, |l| lkl_call!(__NR_connect, l, addr, len), || host_call!(connect(fd, addr, len)))
+        on_fd(fd, |s| lkl_call!(__NR_listen, s.lkl, backlog), || host_call!(listen(fd, backlog)))
     })
 }
 
 #[no_mangle]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     hook("shutdown", || {
-        on_fd(fd, |l| lkl_call!(__NR_shutdown, l, how), || host_call!(shutdown(fd, how)))
+        on_fd(fd, |s| lkl_call!(__NR_shutdown, s.lkl, how), || host_call!(shutdown(fd, how)))
     })
 }
 
@@ -83,7 +142,7 @@ pub extern "C" fn getsockopt(
     hook("getsockopt", || {
         on_fd(
             fd,
-            |l| lkl_call!(__NR_getsockopt, l, level, name, val, len),
+            |s| lkl_call!(__NR_getsockopt, s.lkl, level, name, val, len),
             || host_call!(getsockopt(fd, level, name, val, len)),
         )
     })
@@ -100,7 +159,7 @@ pub extern "C" fn setsockopt(
     hook("setsockopt", || {
         on_fd(
             fd,
-            |l| lkl_call!(__NR_setsockopt, l, level, name, val, len),
+            |s| lkl_call!(__NR_setsockopt, s.lkl, level, name, val, len),
             || host_call!(setsockopt(fd, level, name, val, len)),
         )
     })
@@ -111,7 +170,7 @@ pub extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_
     hook("getsockname", || {
         on_fd(
             fd,
-            |l| lkl_call!(__NR_getsockname, l, addr, len),
+            |s| lkl_call!(__NR_getsockname, s.lkl, addr, len),
             || host_call!(getsockname(fd, addr, len)),
         )
     })
@@ -122,7 +181,7 @@ pub extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_
     hook("getpeername", || {
         on_fd(
             fd,
-            |l| lkl_call!(__NR_getpeername, l, addr, len),
+            |s| lkl_call!(__NR_getpeername, s.lkl, addr, len),
             || host_call!(getpeername(fd, addr, len)),
         )
     })

@@ -135,7 +135,7 @@ pub extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll
     hook("epoll_ctl", || match lkl_socket(fd)? {
         None => host_call!(epoll_ctl(epfd, op, fd, event)),
         // SAFETY: the caller's event, as for epoll_ctl.
-        Some((sock, _)) => unsafe { epoll::ctl(epfd, op, &sock, event) },
+        Some(sock) => unsafe { epoll::ctl(epfd, op, &sock, event) },
     })
 }
 
