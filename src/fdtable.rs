@@ -251,6 +251,9 @@ pub fn dup(fd: c_int, min: c_int, cloexec: bool) -> SysResult<c_int> {
 
 /// dup2(2) and dup3(2) (`flags` = O_CLOEXEC or 0); `dup2` is dup3 that accepts old == new.
 pub fn dup3(old: c_int, new: c_int, flags: c_int, is_dup2: bool) -> SysResult<c_int> {
+    if !is_dup2 && flags & !libc::O_CLOEXEC != 0 {
+        return Err(Errno::EINVAL);
+    }
     if old == new {
         if !is_dup2 {
             return Err(Errno::EINVAL);

@@ -66,40 +66,24 @@ pub extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) ->
     })
 }
 
-/// A blocking connect: the kernel's nonblocking one, then a wait for the outcome.
+/// A blocking connect: the kernel's nonblocking one, then waits, each followed by another
+/// connect, which reports the outcome and marks the socket connected as a blocking connect
+/// would (so a further connect fails with EISCONN, as on Linux).
 fn connect_lkl(sock: &Socket, addr: *const sockaddr, len: socklen_t) -> SysResult<c_int> {
     match lkl_call!(__NR_connect, sock.lkl, addr, len) {
         Err(Errno::EINPROGRESS) if !sock.nonblocking() => {}
         result => return result,
     }
-    // Writable (or failed) means the handshake is over; SO_ERROR says how it went.
     let outcome = blocking::retry(sock, Dir::Out, || {
-        let mut err: c_int = 0;
-        let mut n = std::mem::size_of::<c_int>() as socklen_t;
-        let mut p = [libc::pollfd {
-            fd: sock.lkl,
-            events: libc::POLLOUT,
-            revents: 0,
-        }];
-        if crate::poll::lkl_poll_now(&mut p)? == 0 {
-            return Err(Errno::EAGAIN);
+        match lkl_call!(__NR_connect, sock.lkl, addr, len) {
+            Err(Errno::EALREADY) => Err(Errno::EAGAIN),
+            result => result,
         }
-        let _: c_int = lkl_call!(
-            __NR_getsockopt,
-            sock.lkl,
-            SOL_SOCKET,
-            SO_ERROR,
-            &mut err as *mut c_int,
-            &mut n as *mut socklen_t,
-        )?;
-        Ok(err)
     });
     match outcome {
-        Ok(0) => Ok(0),
-        Ok(err) => Err(Errno(err)),
         // SO_SNDTIMEO ran out: the attempt goes on, as after a timed-out Linux connect.
         Err(Errno::EAGAIN) => Err(Errno::EINPROGRESS),
-        Err(e) => Err(e),
+        result => result,
     }
 }
 
