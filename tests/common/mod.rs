@@ -15,9 +15,16 @@ use lkl_rig::{Netns, Topology, VenetTopology};
 /// The preload library cargo built next to this test binary (target/<profile>/).
 pub fn hijack_so() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let so = dir.join("liblkl_hijack.so");
-    assert!(so.exists(), "{} is missing: build the workspace first", so.display());
+    assert!(
+        so.exists(),
+        "{} is missing: build the workspace first",
+        so.display()
+    );
     so
 }
 
@@ -90,7 +97,10 @@ impl Server {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 let output = self.output();
-                panic!("{} did not listen on {addr} within {limit:?}\n{output}", self.name);
+                panic!(
+                    "{} did not listen on {addr} within {limit:?}\n{output}",
+                    self.name
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -127,8 +137,14 @@ impl Server {
             return "(still running; output not read)".into();
         }
         for pipe in [
-            self.child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
-            self.child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
+            self.child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read>),
+            self.child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read>),
         ]
         .into_iter()
         .flatten()
