@@ -232,21 +232,28 @@ pub fn close_range(first: u32, last: u32, flags: c_int) -> SysResult<c_int> {
 
 /// dup(2), fcntl(F_DUPFD*): a new number >= `min` for the same object.
 pub fn dup(fd: c_int, min: c_int, cloexec: bool) -> SysResult<c_int> {
-    let Some(entry) = get(fd) else {
-        let cmd = if cloexec {
-            libc::F_DUPFD_CLOEXEC
-        } else {
-            libc::F_DUPFD
-        };
-        // SAFETY: F_DUPFD* takes an integer argument.
-        return host_result(unsafe { host::fcntl64(fd, cmd, min as _) });
+    let entry = get(fd);
+    let cmd = if cloexec || entry.as_deref().is_some_and(is_placeholder) {
+        libc::F_DUPFD_CLOEXEC
+    } else {
+        libc::F_DUPFD
+    };
+    // SAFETY: F_DUPFD* takes an integer argument.
+    let host_dup = || host_result(unsafe { host::fcntl64(fd, cmd, min as _) });
+    let Some(entry) = entry else {
+        return host_dup();
     };
     let mut table = TABLE.write();
-    // SAFETY: as above; the placeholder copy is close-on-exec like every placeholder.
-    let new = host_result(unsafe { host::fcntl64(fd, libc::F_DUPFD_CLOEXEC, min as _) })?;
+    let new = host_dup()?;
     let old = put(&mut table, new, entry, cloexec);
     debug_assert!(old.is_none());
     Ok(new)
+}
+
+/// Placeholders stay close-on-exec on the host (no LKL state survives an exec); the flag the
+/// program set is kept in the slot. Epoll fds are real, and keep their own flag.
+fn is_placeholder(entry: &Entry) -> bool {
+    entry.socket().is_some()
 }
 
 /// dup2(2) and dup3(2) (`flags` = O_CLOEXEC or 0); `dup2` is dup3 that accepts old == new.
@@ -271,7 +278,11 @@ pub fn dup3(old: c_int, new: c_int, flags: c_int, is_dup2: bool) -> SysResult<c_
     {
         // Held across the host call, so no one sees `new` as host and LKL at once.
         let mut table = TABLE.write();
-        let host_flags = if source.is_some() { libc::O_CLOEXEC } else { flags };
+        let host_flags = if source.as_deref().is_some_and(is_placeholder) {
+            libc::O_CLOEXEC
+        } else {
+            flags
+        };
         // SAFETY: as above.
         host_result(unsafe { host::dup3(old, new, host_flags) })?;
         replaced = take(&mut table, new);
