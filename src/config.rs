@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::policy::{Clients, FirewallMode, Policy, PortSet};
+
 /// A bad variable: its name, its value and what was expected, on one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -107,6 +109,8 @@ pub struct HijackConfig {
     pub sysctls: Vec<(String, String)>,
     /// `LKL_HIJACK_NET_QDISC` ("fq", or upstream's "root|fq"): the interface's qdisc.
     pub qdisc: Option<String>,
+    /// `LKL_HIJACK_PORTS`, `_CLIENTS`, `_CLIENT_PORTS`, `_FIREWALL`.
+    pub policy: Policy,
 }
 
 /// Big enough for thousands of connections' TCP buffers (the kernel sizes tcp_mem from it).
@@ -127,10 +131,7 @@ impl HijackConfig {
             Some(v) => parse_size_mib(v)
                 .filter(|&m| m >= lkl::MIN_MEM_MIB)
                 .ok_or_else(|| {
-                    env.bad(
-                        "LKL_HIJACK_MEMSIZE",
-                        "a size like 256M or 1G, at least 16M",
-                    )
+                    env.bad("LKL_HIJACK_MEMSIZE", "a size like 256M or 1G, at least 16M")
                 })?,
         };
         let sysctls = match env.get("LKL_HIJACK_SYSCTL") {
@@ -146,11 +147,7 @@ impl HijackConfig {
             None => None,
             Some(v) => {
                 let name = v.trim().strip_prefix("root|").unwrap_or(v.trim());
-                if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(env.bad(
                         "LKL_HIJACK_NET_QDISC",
                         "a qdisc name such as fq or pfifo_fast (or root|NAME)",
@@ -159,13 +156,52 @@ impl HijackConfig {
                 Some(name.to_string())
             }
         };
+        let policy = env.policy()?;
         Ok(Some(HijackConfig {
             net,
+            policy,
             mem_mib,
             boot_cmdline: env.get("LKL_HIJACK_BOOT_CMDLINE").unwrap_or("").to_string(),
             sysctls,
             qdisc,
         }))
+    }
+}
+
+impl Env {
+    fn policy(&self) -> Result<Policy, ConfigError> {
+        let mut policy = Policy::default();
+        if let Some(v) = self.get("LKL_HIJACK_PORTS") {
+            policy.listen_ports = Some(PortSet::parse(v).ok_or_else(|| {
+                self.bad(
+                    "LKL_HIJACK_PORTS",
+                    "TCP ports and ranges like 443,8000-8100 (1 to 65535)",
+                )
+            })?);
+        }
+        policy.clients = match self.get("LKL_HIJACK_CLIENTS") {
+            None | Some("host") => Clients::Host,
+            Some("lkl") => Clients::Lkl,
+            Some(_) => return Err(self.bad("LKL_HIJACK_CLIENTS", "`host` or `lkl`")),
+        };
+        if let Some(v) = self.get("LKL_HIJACK_CLIENT_PORTS") {
+            let range = PortSet::parse(v)
+                .filter(|p| p.ranges().len() == 1 && p.ranges()[0].1 - p.ranges()[0].0 >= 255)
+                .ok_or_else(|| {
+                    self.bad(
+                        "LKL_HIJACK_CLIENT_PORTS",
+                        "one range of at least 256 ports, like 61000-65535",
+                    )
+                })?;
+            policy.client_ports = range.ranges()[0];
+        }
+        policy.firewall = match self.get("LKL_HIJACK_FIREWALL") {
+            None | Some("auto") => FirewallMode::Auto,
+            Some("print") => FirewallMode::Print,
+            Some("off") => FirewallMode::Off,
+            Some(_) => return Err(self.bad("LKL_HIJACK_FIREWALL", "`auto`, `print` or `off`")),
+        };
+        Ok(policy)
     }
 }
 
@@ -363,13 +399,22 @@ mod tests {
     fn hijack_defaults_leave_the_kernel_defaults() {
         let c = hijack(&[]).unwrap();
         assert_eq!(c.mem_mib, DEFAULT_MEM_MIB);
-        assert_eq!((c.boot_cmdline.as_str(), c.sysctls.len(), c.qdisc), ("", 0, None));
+        assert_eq!(
+            (c.boot_cmdline.as_str(), c.sysctls.len(), c.qdisc),
+            ("", 0, None)
+        );
     }
 
     #[test]
     fn memsize_takes_units_and_refuses_tiny_or_odd_sizes() {
-        assert_eq!(hijack(&[("LKL_HIJACK_MEMSIZE", "1G")]).unwrap().mem_mib, 1024);
-        assert_eq!(hijack(&[("LKL_HIJACK_MEMSIZE", "65536K")]).unwrap().mem_mib, 64);
+        assert_eq!(
+            hijack(&[("LKL_HIJACK_MEMSIZE", "1G")]).unwrap().mem_mib,
+            1024
+        );
+        assert_eq!(
+            hijack(&[("LKL_HIJACK_MEMSIZE", "65536K")]).unwrap().mem_mib,
+            64
+        );
         for bad in ["8M", "12x", "1000", "-1M"] {
             assert_eq!(
                 hijack(&[("LKL_HIJACK_MEMSIZE", bad)]).unwrap_err(),
@@ -380,11 +425,18 @@ mod tests {
 
     #[test]
     fn sysctls_parse_and_bad_ones_are_named() {
-        let c = hijack(&[("LKL_HIJACK_SYSCTL", "net.ipv4.tcp_rmem=4096 87380 6291456; net.core.somaxconn=4096;")]).unwrap();
+        let c = hijack(&[(
+            "LKL_HIJACK_SYSCTL",
+            "net.ipv4.tcp_rmem=4096 87380 6291456; net.core.somaxconn=4096;",
+        )])
+        .unwrap();
         assert_eq!(
             c.sysctls,
             vec![
-                ("net.ipv4.tcp_rmem".to_string(), "4096 87380 6291456".to_string()),
+                (
+                    "net.ipv4.tcp_rmem".to_string(),
+                    "4096 87380 6291456".to_string()
+                ),
                 ("net.core.somaxconn".to_string(), "4096".to_string())
             ]
         );
@@ -399,8 +451,44 @@ mod tests {
     fn qdisc_accepts_upstream_form() {
         let q = |v| hijack(&[("LKL_HIJACK_NET_QDISC", v)]);
         assert_eq!(q("root|fq").unwrap().qdisc.as_deref(), Some("fq"));
-        assert_eq!(q("pfifo_fast").unwrap().qdisc.as_deref(), Some("pfifo_fast"));
-        assert!(q("fq;rm -rf").unwrap_err().starts_with("LKL_HIJACK_NET_QDISC="));
+        assert_eq!(
+            q("pfifo_fast").unwrap().qdisc.as_deref(),
+            Some("pfifo_fast")
+        );
+        assert!(q("fq;rm -rf")
+            .unwrap_err()
+            .starts_with("LKL_HIJACK_NET_QDISC="));
+    }
+
+    #[test]
+    fn policy_variables_parse_and_bad_ones_are_named() {
+        let c = hijack(&[
+            ("LKL_HIJACK_PORTS", "443,8000-8100"),
+            ("LKL_HIJACK_CLIENTS", "lkl"),
+            ("LKL_HIJACK_CLIENT_PORTS", "50000-50999"),
+            ("LKL_HIJACK_FIREWALL", "print"),
+        ])
+        .unwrap();
+        assert!(c.policy.listens_in_lkl(8050) && !c.policy.listens_in_lkl(80));
+        assert_eq!(c.policy.clients, Clients::Lkl);
+        assert_eq!(c.policy.client_ports, (50000, 50999));
+        assert_eq!(c.policy.firewall, FirewallMode::Print);
+        assert_eq!(hijack(&[]).unwrap().policy, Policy::default());
+        for (var, bad) in [
+            ("LKL_HIJACK_PORTS", "80-70"),
+            ("LKL_HIJACK_PORTS", "0"),
+            ("LKL_HIJACK_CLIENTS", "maybe"),
+            ("LKL_HIJACK_CLIENT_PORTS", "1000"),
+            ("LKL_HIJACK_CLIENT_PORTS", "1000-2000,3000-4000"),
+            ("LKL_HIJACK_FIREWALL", "on"),
+        ] {
+            assert!(
+                hijack(&[(var, bad)])
+                    .unwrap_err()
+                    .starts_with(&format!("{var}={bad}: expected")),
+                "{var}={bad}"
+            );
+        }
     }
 
     #[test]

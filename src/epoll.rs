@@ -92,7 +92,12 @@ fn side(epfd: c_int) -> SysResult<Arc<Entry>> {
 ///
 /// # Safety
 /// `event` is null or points to a valid epoll_event, as for epoll_ctl.
-pub unsafe fn ctl(epfd: c_int, op: c_int, target: &Entry, event: *mut epoll_event) -> SysResult<c_int> {
+pub unsafe fn ctl(
+    epfd: c_int,
+    op: c_int,
+    target: &Entry,
+    event: *mut epoll_event,
+) -> SysResult<c_int> {
     let entry = side(epfd)?;
     let side = side_of(&entry).expect("side() returns epoll entries");
     let sock = target.socket().ok_or(Errno::EINVAL)?;
@@ -151,7 +156,13 @@ fn host_wait(
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
     // SAFETY: `events` is a live buffer of events.len() entries; `mask` is the caller's.
     let n = host_result(unsafe {
-        host::epoll_pwait2(epfd, events.as_mut_ptr(), events.len() as c_int, ts_ptr, mask)
+        host::epoll_pwait2(
+            epfd,
+            events.as_mut_ptr(),
+            events.len() as c_int,
+            ts_ptr,
+            mask,
+        )
     })? as usize;
     let mut kept = 0;
     let mut woken = false;
@@ -190,7 +201,11 @@ pub fn wait(
             return Ok((n + m) as c_int);
         }
         let (m, woken) = host_wait(epfd, events, deadline.remaining(), mask)?;
-        let n = if woken { lkl_ready(side, &mut events[m..])? } else { 0 };
+        let n = if woken {
+            lkl_ready(side, &mut events[m..])?
+        } else {
+            0
+        };
         if m + n > 0 || deadline.passed() {
             return Ok((m + n) as c_int);
         }

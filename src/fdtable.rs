@@ -10,11 +10,11 @@
 //! those that watch LKL sockets (see `epoll.rs`).
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lkl::Errno;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::epoll::EpollSide;
 use crate::ffi::{host_result, SysResult};
@@ -34,14 +34,32 @@ pub struct Socket {
     pub lkl: lkl::Fd,
     pub stream: bool,
     nonblocking: AtomicBool,
+    /// Until its role shows, a socket lives in LKL provisionally (see placement.rs).
+    pub pending: Mutex<Option<Pending>>,
+    /// The port it listens on in LKL, 0 if none.
+    listen_port: AtomicU16,
+}
+
+/// What a provisional socket was made as and what the program did to it, to be replayed on a
+/// host socket if it moves there.
+pub struct Pending {
+    pub domain: c_int,
+    pub kind: c_int,
+    pub protocol: c_int,
+    /// setsockopt calls: level, name, value.
+    pub options: Vec<(c_int, c_int, Vec<u8>)>,
+    /// The address it was bound to.
+    pub bound: Option<Vec<u8>>,
 }
 
 impl Socket {
-    pub fn new(lkl: lkl::Fd, stream: bool, nonblocking: bool) -> Socket {
+    pub fn new(lkl: lkl::Fd, stream: bool, nonblocking: bool, pending: Option<Pending>) -> Socket {
         Socket {
             lkl,
             stream,
             nonblocking: AtomicBool::new(nonblocking),
+            pending: Mutex::new(pending),
+            listen_port: AtomicU16::new(0),
         }
     }
 
@@ -52,11 +70,20 @@ impl Socket {
     pub fn set_nonblocking(&self, on: bool) {
         self.nonblocking.store(on, Ordering::Relaxed);
     }
+
+    /// Records that the socket listens on `port` in LKL.
+    pub fn set_listening(&self, port: u16) {
+        self.listen_port.store(port, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
         stack::release_lkl_fd(self.lkl);
+        let port = self.listen_port.load(Ordering::Relaxed);
+        if port != 0 {
+            stack::ownership().not_listening(port);
+        }
     }
 }
 
@@ -294,6 +321,29 @@ pub fn dup3(old: c_int, new: c_int, flags: c_int, is_dup2: bool) -> SysResult<c_
         release(slot);
     }
     Ok(new)
+}
+
+/// Turns number `fd` from an LKL socket into the host socket `host_fd` (which is closed; the
+/// number stays the same for the program).
+pub fn become_host(fd: c_int, host_fd: c_int) -> SysResult<()> {
+    let replaced;
+    {
+        let mut table = TABLE.write();
+        let cloexec = table
+            .get(fd as usize)
+            .and_then(|s| s.as_ref())
+            .is_some_and(|s| s.cloexec);
+        let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+        // SAFETY: dup3 on numbers is memory-safe.
+        host_result(unsafe { host::dup3(host_fd, fd, flags) })?;
+        replaced = take(&mut table, fd);
+    }
+    // SAFETY: our own temporary descriptor.
+    unsafe { host::close(host_fd) };
+    if let Some(slot) = replaced {
+        release(slot);
+    }
+    Ok(())
 }
 
 /// F_GETFD / F_SETFD for one of our numbers.

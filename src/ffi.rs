@@ -42,7 +42,9 @@ pub fn hook<T: CReturn>(name: &'static str, body: impl FnOnce() -> SysResult<T>)
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            host::write_stderr(format!("lkl-hijack: internal error in {name}(): {what}\n").as_bytes());
+            host::write_stderr(
+                format!("lkl-hijack: internal error in {name}(): {what}\n").as_bytes(),
+            );
             host::set_errno(libc::EIO);
             T::FAILED
         }

@@ -38,7 +38,9 @@ fn u16_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn u32_at(b: &[u8], at: usize) -> u64 {
-    u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")))
+    u64::from(u32::from_le_bytes(
+        b[at..at + 4].try_into().expect("4 bytes"),
+    ))
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -52,8 +54,12 @@ fn has_section(fd: c_int, name: &[u8]) -> Option<bool> {
     if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
         return Some(false);
     }
-    let (shoff, shentsize, shnum, shstrndx) =
-        (u64_at(&eh, 0x28), u16_at(&eh, 0x3a), u16_at(&eh, 0x3c), u16_at(&eh, 0x3e));
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(&eh, 0x28),
+        u16_at(&eh, 0x3a),
+        u16_at(&eh, 0x3c),
+        u16_at(&eh, 0x3e),
+    );
     if shentsize < 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
         return Some(false);
     }

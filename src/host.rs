@@ -123,7 +123,8 @@ pub unsafe fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     static ADDR: AtomicUsize = AtomicUsize::new(0);
     let addr = resolve("ioctl\0", &ADDR);
     // SAFETY: glibc's `int ioctl(int, unsigned long, ...)`.
-    let f: unsafe extern "C" fn(c_int, c_ulong, ...) -> c_int = unsafe { std::mem::transmute(addr) };
+    let f: unsafe extern "C" fn(c_int, c_ulong, ...) -> c_int =
+        unsafe { std::mem::transmute(addr) };
     // SAFETY: the caller upholds ioctl's contract.
     unsafe { f(fd, request, arg) }
 }

@@ -3,6 +3,10 @@
 //!
 //! Where things are:
 //! * `config`: the environment (`LKL_HIJACK_*`), checked before `main`.
+//! * `policy`: which stack serves which socket, and the ports LKL owns.
+//! * `placement`: deciding a socket's stack when its role shows, and moving it to the host.
+//! * `firewall`: rules that keep the host stack from answering for LKL.
+//! * `ownership`: the ports LKL owns, with the packet filter and firewall in step.
 //! * `stack`: the kernel's life: lazy boot with the packet backend, exit, fork.
 //! * `hooks`: the exported glibc functions, routing each call to LKL or to glibc.
 //! * `fdtable`: host fd numbers standing for LKL sockets (placeholders) and epoll sides.
@@ -14,14 +18,18 @@
 
 pub use lkl;
 
-pub mod config;
 mod blocking;
+pub mod config;
 mod epoll;
 mod fdtable;
 mod ffi;
+mod firewall;
 mod gocheck;
 mod hooks;
 mod host;
 mod notify;
+mod ownership;
+mod placement;
+mod policy;
 mod poll;
 mod stack;

@@ -69,7 +69,11 @@ pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
 }
 
 /// The host's ppoll.
-fn host_poll(fds: &mut [pollfd], timeout: Option<Duration>, mask: *const sigset_t) -> SysResult<usize> {
+fn host_poll(
+    fds: &mut [pollfd],
+    timeout: Option<Duration>,
+    mask: *const sigset_t,
+) -> SysResult<usize> {
     let ts = timeout.map(timespec);
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
     // SAFETY: `fds` and the timeout are live for the call; `mask` is the caller's (null or a
@@ -79,7 +83,11 @@ fn host_poll(fds: &mut [pollfd], timeout: Option<Duration>, mask: *const sigset_
 }
 
 /// poll(2) semantics over `fds`, whatever they are. `mask` as for ppoll (null: none).
-pub fn poll(fds: &mut [pollfd], timeout: Option<Duration>, mask: *const sigset_t) -> SysResult<c_int> {
+pub fn poll(
+    fds: &mut [pollfd],
+    timeout: Option<Duration>,
+    mask: *const sigset_t,
+) -> SysResult<c_int> {
     // Which entries are LKL sockets; a forked child's are as invalid as closed fds.
     let mut ours: Vec<(usize, Arc<Entry>)> = Vec::new();
     let mut invalid: Vec<usize> = Vec::new();
@@ -195,7 +203,8 @@ pub unsafe fn select(
     if nfds < 0 {
         return Err(Errno::EINVAL);
     }
-    const IN: i16 = libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLHUP | libc::POLLERR;
+    const IN: i16 =
+        libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLHUP | libc::POLLERR;
     const OUT: i16 = libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLERR;
     const EX: i16 = libc::POLLPRI;
     let wanted = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI];

@@ -14,12 +14,15 @@ use once_cell::sync::OnceCell;
 
 use crate::config::HijackConfig;
 use crate::ffi::SysResult;
+use crate::firewall::Firewall;
+use crate::ownership::{self, Ownership};
 use crate::{fdtable, gocheck, host};
 
 /// The kernel with its device; lives until exit.
 struct Stack {
     kernel: Kernel,
     backend: Arc<PacketBackend>,
+    ownership: Ownership,
 }
 
 static CONFIG: OnceCell<Option<HijackConfig>> = OnceCell::new();
@@ -101,7 +104,11 @@ fn init_logging() {
         }
     }
     let debug = std::env::var_os("LKL_HIJACK_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
-    let default = if debug { "lkl_hijack=debug,lkl=debug" } else { "warn" };
+    let default = if debug {
+        "lkl_hijack=debug,lkl=debug"
+    } else {
+        "warn"
+    };
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .target(env_logger::Target::Pipe(Box::new(HostStderr)))
         .format_target(false)
@@ -130,6 +137,12 @@ pub fn kernel() -> &'static Kernel {
     &stack.kernel
 }
 
+/// The ports LKL owns and where sockets go (boots the kernel if needed).
+pub fn ownership() -> &'static Ownership {
+    kernel();
+    &STACK.get().expect("booted above").ownership
+}
+
 fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
     let started = std::time::Instant::now();
     let kernel = Kernel::boot(BootOptions {
@@ -147,11 +160,20 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
             .map_err(|e| format!("LKL_HIJACK_NET_QDISC={q}: not a qdisc of this kernel ({e})"))?;
     }
     let net = &cfg.net;
+    let policy = &cfg.policy;
+    // LKL's own clients take ports the host's do not (its ip_local_port_range).
+    let (lo, hi) = policy.client_ports;
+    kernel
+        .sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
+        .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
+    let shared = ownership::is_shared(net.ip, net.ipv6);
+    let (tcp, udp) = ownership::initial_ports(policy);
     let backend = PacketBackend::open(&PacketConfig {
         ifname: net.host_if.clone(),
         ipv4: net.ip,
         ipv6: net.ipv6,
         next_hop: net.gateway,
+        admit: ownership::admit(shared, &tcp, &udp),
     })
     .map_err(|e| e.to_string())?;
     let mtu = net.mtu.unwrap_or_else(|| backend.mtu());
@@ -175,26 +197,49 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
         }),
         ipv6_gateway: net.gateway6,
     };
-    kernel
-        .configure_interface(&dev.name, &iface)
-        .map_err(|e| format!("LKL_HIJACK_NET_IP/IPV6/GATEWAY: configuring {} failed: {e}", dev.name))?;
+    kernel.configure_interface(&dev.name, &iface).map_err(|e| {
+        format!(
+            "LKL_HIJACK_NET_IP/IPV6/GATEWAY: configuring {} failed: {e}",
+            dev.name
+        )
+    })?;
     for (key, value) in &cfg.sysctls {
         if kernel.sysctl_read(key).is_err() {
-            return Err(format!("LKL_HIJACK_SYSCTL: {key}: no such sysctl in this kernel"));
+            return Err(format!(
+                "LKL_HIJACK_SYSCTL: {key}: no such sysctl in this kernel"
+            ));
         }
-        kernel
-            .sysctl_write(key, value)
-            .map_err(|e| format!("LKL_HIJACK_SYSCTL: {key}={value}: the kernel refused the value ({e})"))?;
+        kernel.sysctl_write(key, value).map_err(|e| {
+            format!("LKL_HIJACK_SYSCTL: {key}={value}: the kernel refused the value ({e})")
+        })?;
     }
+    let firewall = Firewall::new(policy.firewall, &net.host_if, net.ip, net.ipv6);
+    let ownership = Ownership::new(
+        policy.clone(),
+        net.ip,
+        net.ipv6,
+        shared,
+        Arc::clone(&backend),
+        firewall,
+    );
     log::debug!(
-        "booted Linux in {:.1} ms: {} on host {} ({:?}, {:?})",
+        "booted Linux in {:.1} ms: {} on host {} ({:?}, {:?}){}",
         started.elapsed().as_secs_f64() * 1e3,
         dev.name,
         net.host_if,
         net.ip,
-        net.ipv6
+        net.ipv6,
+        if shared {
+            ", address shared with the host"
+        } else {
+            ""
+        }
     );
-    Ok(Stack { kernel, backend })
+    Ok(Stack {
+        kernel,
+        backend,
+        ownership,
+    })
 }
 
 /// System call `nr` in the kernel.
@@ -254,6 +299,7 @@ extern "C" fn at_exit() {
     }
     drop(fdtable::drain());
     let stack = STACK.get().expect("checked");
+    stack.ownership.remove_firewall();
     if INSIDE.load(Ordering::Acquire) != 0 {
         log::debug!("exit with threads inside the kernel: not halting it");
         return;

@@ -11,6 +11,7 @@ fn config(ifname: &str) -> PacketConfig {
         ipv4: Some("10.0.0.3".parse().unwrap()),
         ipv6: None,
         next_hop: None,
+        admit: Default::default(),
     }
 }
 
@@ -28,7 +29,10 @@ fn assert_one_line_naming(e: &OpenError, ifname: &str, expected: &str) {
         text.starts_with(&format!("LKL_HIJACK_NET_IFPARAMS={ifname}: ")),
         "does not name the setting and value: {text:?}"
     );
-    assert!(text.contains(expected), "does not say {expected:?}: {text:?}");
+    assert!(
+        text.contains(expected),
+        "does not say {expected:?}: {text:?}"
+    );
 }
 
 /// Drops CAP_NET_RAW from the calling thread's effective set (capabilities are per thread).
@@ -76,7 +80,10 @@ fn an_interface_that_is_down_is_named() {
         .run("ip", &["link", "set", "dev", &ifname, "down"])
         .unwrap();
     let cfg = config(&ifname);
-    let e = topo.container_ns().in_thread(move || open_error(&cfg)).unwrap();
+    let e = topo
+        .container_ns()
+        .in_thread(move || open_error(&cfg))
+        .unwrap();
     assert!(matches!(e, OpenError::InterfaceDown { .. }), "{e:?}");
     assert_one_line_naming(&e, &ifname, "up");
 }

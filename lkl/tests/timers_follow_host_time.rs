@@ -61,14 +61,20 @@ fn a_dropped_syn_is_retransmitted_by_the_timer_wheel() {
     let k = common::kernel();
     let (probe, addr) = common::listener(k, "127.0.0.1:0");
     k.close(probe).unwrap();
-    let listener = k.socket(common::family(&addr), SOCK_STREAM | SOCK_CLOEXEC, 0).unwrap();
+    let listener = k
+        .socket(common::family(&addr), SOCK_STREAM | SOCK_CLOEXEC, 0)
+        .unwrap();
     k.bind(listener, &addr).unwrap();
     // Backlog 0: the accept queue holds one connection; further SYNs are dropped.
     k.listen(listener, 0).unwrap();
     let first = common::connect(k, &addr);
 
     let second = k
-        .socket(common::family(&addr), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        .socket(
+            common::family(&addr),
+            SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+            0,
+        )
         .unwrap();
     let started = Instant::now();
     assert_eq!(k.connect(second, &addr), Err(Errno::EINPROGRESS));
@@ -90,7 +96,10 @@ fn a_dropped_syn_is_retransmitted_by_the_timer_wheel() {
     let ready = k.epoll_pwait(epfd, &mut events, 5000).unwrap();
     let took = started.elapsed();
     assert_eq!(ready, 1, "the retransmitted SYN never came ({took:?})");
-    assert!(took >= Duration::from_millis(900), "no retransmission needed? {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "no retransmission needed? {took:?}"
+    );
 
     for fd in [first, second, accepted, epfd, listener] {
         k.close(fd).unwrap();

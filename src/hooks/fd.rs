@@ -7,8 +7,8 @@ use lkl::sys::*;
 use lkl::Errno;
 
 use super::{host_call, lkl_call, on_fd};
-use crate::fdtable::Socket;
 use crate::fdtable;
+use crate::fdtable::Socket;
 use crate::ffi::{hook, SysResult};
 
 #[no_mangle]
@@ -43,10 +43,16 @@ pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 fn fcntl_lkl(fd: c_int, sock: &Socket, cmd: c_int, arg: c_ulong) -> SysResult<c_int> {
     match cmd {
         libc::F_GETFD => fdtable::cloexec(fd, None),
-        libc::F_SETFD => fdtable::cloexec(fd, Some(arg as c_int & libc::FD_CLOEXEC != 0)).map(|_| 0),
+        libc::F_SETFD => {
+            fdtable::cloexec(fd, Some(arg as c_int & libc::FD_CLOEXEC != 0)).map(|_| 0)
+        }
         libc::F_GETFL => {
             let flags: c_int = lkl_call!(__NR_fcntl, sock.lkl, cmd, 0)?;
-            let nonblock = if sock.nonblocking() { libc::O_NONBLOCK } else { 0 };
+            let nonblock = if sock.nonblocking() {
+                libc::O_NONBLOCK
+            } else {
+                0
+            };
             Ok(flags & !libc::O_NONBLOCK | nonblock)
         }
         libc::F_SETFL => {
@@ -65,7 +71,11 @@ pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
             fdtable::dup(fd, arg as c_int, cmd == libc::F_DUPFD_CLOEXEC)
         }
-        _ => on_fd(fd, |s| fcntl_lkl(fd, s, cmd, arg), || host_call!(fcntl64(fd, cmd, arg))),
+        _ => on_fd(
+            fd,
+            |s| fcntl_lkl(fd, s, cmd, arg),
+            || host_call!(fcntl64(fd, cmd, arg)),
+        ),
     })
 }
 
@@ -91,6 +101,10 @@ fn ioctl_lkl(fd: c_int, sock: &Socket, request: c_ulong, arg: *mut c_void) -> Sy
 #[no_mangle]
 pub extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     hook("ioctl", || {
-        on_fd(fd, |s| ioctl_lkl(fd, s, request, arg), || host_call!(ioctl(fd, request, arg)))
+        on_fd(
+            fd,
+            |s| ioctl_lkl(fd, s, request, arg),
+            || host_call!(ioctl(fd, request, arg)),
+        )
     })
 }

@@ -11,6 +11,7 @@ use super::{chk_fail, host_call, lkl_call, lkl_socket, on_fd, sigpipe_on_epipe};
 use crate::blocking::{self, Dir, IovCursor};
 use crate::fdtable::Socket;
 use crate::ffi::{hook, SysResult};
+use crate::placement;
 
 /// A receive: one call, waiting first if the socket is blocking; with MSG_WAITALL on a
 /// stream, until `len` bytes arrived. `op(done)` receives from offset `done` on.
@@ -61,7 +62,11 @@ pub extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     hook("read", || {
         on_fd(
             fd,
-            |s| ssize(receive(s, 0, count, |_| lkl_call!(__NR_read, s.lkl, buf, count))),
+            |s| {
+                ssize(receive(s, 0, count, |_| {
+                    lkl_call!(__NR_read, s.lkl, buf, count)
+                }))
+            },
             || host_call!(read(fd, buf, count)),
         )
     })
@@ -119,7 +124,9 @@ fn espipe<T>(_: &Socket) -> SysResult<T> {
 
 #[no_mangle]
 pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t {
-    hook("pread64", || on_fd(fd, espipe, || host_call!(pread64(fd, buf, count, off))))
+    hook("pread64", || {
+        on_fd(fd, espipe, || host_call!(pread64(fd, buf, count, off)))
+    })
 }
 
 #[no_mangle]
@@ -129,7 +136,9 @@ pub extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) 
 
 #[no_mangle]
 pub extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
-    hook("pwrite64", || on_fd(fd, espipe, || host_call!(pwrite64(fd, buf, count, off))))
+    hook("pwrite64", || {
+        on_fd(fd, espipe, || host_call!(pwrite64(fd, buf, count, off)))
+    })
 }
 
 #[no_mangle]
@@ -139,7 +148,14 @@ pub extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_
 
 #[no_mangle]
 pub extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    recvfrom(fd, buf, len, flags, std::ptr::null_mut(), std::ptr::null_mut())
+    recvfrom(
+        fd,
+        buf,
+        len,
+        flags,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    )
 }
 
 #[no_mangle]
@@ -156,7 +172,15 @@ pub extern "C" fn recvfrom(
             fd,
             |s| {
                 ssize(receive(s, flags, len, |done| {
-                    lkl_call!(__NR_recvfrom, s.lkl, at(buf, done), len - done, flags, addr, alen)
+                    lkl_call!(
+                        __NR_recvfrom,
+                        s.lkl,
+                        at(buf, done),
+                        len - done,
+                        flags,
+                        addr,
+                        alen
+                    )
                 }))
             },
             || host_call!(recvfrom(fd, buf, len, flags, addr, alen)),
@@ -179,7 +203,11 @@ pub extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t 
                 let total = cursor.total;
                 let got = receive(s, flags, total, |done| {
                     // Later calls of a MSG_WAITALL receive fill the rest of the buffers.
-                    let (rest, count) = if done == 0 { (iov, iovlen) } else { cursor.after(done) };
+                    let (rest, count) = if done == 0 {
+                        (iov, iovlen)
+                    } else {
+                        cursor.after(done)
+                    };
                     // SAFETY: as above; restored below.
                     unsafe {
                         (*msg).msg_iov = rest;
@@ -238,14 +266,27 @@ pub extern "C" fn sendto(
     alen: socklen_t,
 ) -> ssize_t {
     hook("sendto", || {
+        let host = || host_call!(sendto(fd, buf, len, flags, addr, alen));
         on_fd(
             fd,
             |s| {
+                // SAFETY: the caller's address, as for sendto.
+                if !unsafe { placement::first_send(fd, s, addr, alen) }? {
+                    return host();
+                }
                 ssize(send_data(s, flags, len, |done| {
-                    lkl_call!(__NR_sendto, s.lkl, at(buf, done), len - done, flags, addr, alen)
+                    lkl_call!(
+                        __NR_sendto,
+                        s.lkl,
+                        at(buf, done),
+                        len - done,
+                        flags,
+                        addr,
+                        alen
+                    )
                 }))
             },
-            || host_call!(sendto(fd, buf, len, flags, addr, alen)),
+            host,
         )
     })
 }
@@ -253,11 +294,17 @@ pub extern "C" fn sendto(
 #[no_mangle]
 pub extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     hook("sendmsg", || {
+        let host = || host_call!(sendmsg(fd, msg, flags));
         on_fd(
             fd,
             |s| {
                 if msg.is_null() {
                     return Err(Errno::EFAULT);
+                }
+                // SAFETY: the caller's msghdr and its address, as for sendmsg.
+                let (name, namelen) = unsafe { ((*msg).msg_name, (*msg).msg_namelen) };
+                if !unsafe { placement::first_send(fd, s, name.cast(), namelen) }? {
+                    return host();
                 }
                 // SAFETY: the caller's msghdr and its iovecs, as for sendmsg.
                 let mut copy = unsafe { *msg };
@@ -270,7 +317,7 @@ pub extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_
                     lkl_call!(__NR_sendmsg, s.lkl, &copy as *const msghdr, flags)
                 }))
             },
-            || host_call!(sendmsg(fd, msg, flags)),
+            host,
         )
     })
 }
@@ -278,9 +325,18 @@ pub extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_
 #[no_mangle]
 pub extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int {
     hook("sendmmsg", || {
+        let host = || host_call!(sendmmsg(fd, msgs, n, flags));
         on_fd(
             fd,
             |s| {
+                if !msgs.is_null() && n > 0 {
+                    // SAFETY: the caller's first message and its address, as for sendmmsg.
+                    let (name, namelen) =
+                        unsafe { ((*msgs).msg_hdr.msg_name, (*msgs).msg_hdr.msg_namelen) };
+                    if !unsafe { placement::first_send(fd, s, name.cast(), namelen) }? {
+                        return host();
+                    }
+                }
                 let put = || lkl_call!(__NR_sendmmsg, s.lkl, msgs, n, flags);
                 let sent = if flags & libc::MSG_DONTWAIT != 0 {
                     put()
@@ -289,14 +345,19 @@ pub extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_in
                 };
                 sigpipe_on_epipe(sent, flags)
             },
-            || host_call!(sendmmsg(fd, msgs, n, flags)),
+            host,
         )
     })
 }
 
 /// sendfile from a host file to an LKL socket: the file's bytes are read on the host and
 /// sent into LKL, `*offset` (or the file position) advancing by what LKL accepted.
-fn sendfile_to_lkl(sock: &Socket, input: c_int, offset: *mut off_t, count: size_t) -> SysResult<ssize_t> {
+fn sendfile_to_lkl(
+    sock: &Socket,
+    input: c_int,
+    offset: *mut off_t,
+    count: size_t,
+) -> SysResult<ssize_t> {
     const CHUNK: usize = 128 << 10;
     let mut pos = if offset.is_null() {
         host_call!(lseek64(input, 0, libc::SEEK_CUR))?
@@ -317,7 +378,9 @@ fn sendfile_to_lkl(sock: &Socket, input: c_int, offset: *mut off_t, count: size_
                 break;
             }
         };
-        match send_data(sock, 0, got, |done| lkl_call!(__NR_write, sock.lkl, at(buf.as_ptr(), done), got - done)) {
+        match send_data(sock, 0, got, |done| {
+            lkl_call!(__NR_write, sock.lkl, at(buf.as_ptr(), done), got - done)
+        }) {
             Ok(n) => {
                 sent += n;
                 pos += n as off_t;
@@ -344,16 +407,24 @@ fn sendfile_to_lkl(sock: &Socket, input: c_int, offset: *mut off_t, count: size_
 }
 
 #[no_mangle]
-pub extern "C" fn sendfile64(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t {
+pub extern "C" fn sendfile64(
+    out: c_int,
+    input: c_int,
+    offset: *mut off_t,
+    count: size_t,
+) -> ssize_t {
     hook("sendfile64", || {
         if lkl_socket(input)?.is_some() {
             // Linux needs an mmap-able source; a socket is not one.
             return Err(Errno::EINVAL);
         }
         match lkl_socket(out)? {
-            Some(entry) => {
-                sendfile_to_lkl(entry.socket().expect("socket entries only"), input, offset, count)
-            }
+            Some(entry) => sendfile_to_lkl(
+                entry.socket().expect("socket entries only"),
+                input,
+                offset,
+                count,
+            ),
             None => host_call!(sendfile64(out, input, offset, count)),
         }
     })
@@ -383,7 +454,12 @@ pub extern "C" fn splice(
 }
 
 #[no_mangle]
-pub extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t {
+pub extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    buflen: size_t,
+) -> ssize_t {
     if count > buflen {
         chk_fail();
     }

@@ -8,13 +8,20 @@ use lkl::Errno;
 
 use super::{host_call, lkl_call, lkl_family, lkl_socket, on_fd};
 use crate::blocking::{self, Dir};
-use crate::fdtable::{self, Object, Socket};
+use crate::fdtable::{self, Object, Pending, Socket};
 use crate::ffi::{hook, SysResult};
+use crate::placement::{self, Start};
+use crate::stack;
 
 /// Gives a new LKL socket its host number. SOCK_CLOEXEC is the number's and SOCK_NONBLOCK
 /// the program's view; inside LKL every socket is nonblocking.
-fn install(lkl: SysResult<c_int>, stream: bool, flags: c_int) -> SysResult<c_int> {
-    let sock = Socket::new(lkl?, stream, flags & libc::SOCK_NONBLOCK != 0);
+fn install(
+    lkl: SysResult<c_int>,
+    stream: bool,
+    flags: c_int,
+    pending: Option<Pending>,
+) -> SysResult<c_int> {
+    let sock = Socket::new(lkl?, stream, flags & libc::SOCK_NONBLOCK != 0, pending);
     fdtable::install(Object::Socket(sock), flags & libc::SOCK_CLOEXEC != 0)
 }
 
@@ -26,8 +33,13 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
         }
         let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
         let kind = ty & !flags;
+        let pending = match placement::start(kind, stack::ownership()) {
+            Start::Host => return host_call!(socket(domain, ty, protocol)),
+            Start::Lkl => None,
+            Start::Provisional => Some(placement::pending(domain, kind, protocol)),
+        };
         let lkl = lkl_call!(__NR_socket, domain, kind | libc::SOCK_NONBLOCK, protocol);
-        install(lkl, kind == libc::SOCK_STREAM, ty & flags)
+        install(lkl, kind == libc::SOCK_STREAM, ty & flags, pending)
     })
 }
 
@@ -46,16 +58,22 @@ fn accept_lkl(
     let new = blocking::retry(listener, Dir::In, || {
         lkl_call!(__NR_accept4, listener.lkl, addr, len, libc::SOCK_NONBLOCK)
     });
-    Some(install(new, listener.stream, flags))
+    Some(install(new, listener.stream, flags, None))
 }
 
 #[no_mangle]
-pub extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+pub extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
     hook("accept4", || {
         if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
             return Err(Errno::EINVAL);
         }
-        accept_lkl(fd, addr, len, flags).unwrap_or_else(|| host_call!(accept4(fd, addr, len, flags)))
+        accept_lkl(fd, addr, len, flags)
+            .unwrap_or_else(|| host_call!(accept4(fd, addr, len, flags)))
     })
 }
 
@@ -90,28 +108,62 @@ fn connect_lkl(sock: &Socket, addr: *const sockaddr, len: socklen_t) -> SysResul
 #[no_mangle]
 pub extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     hook("connect", || {
-        on_fd(fd, |s| connect_lkl(s, addr, len), || host_call!(connect(fd, addr, len)))
+        let host = || host_call!(connect(fd, addr, len));
+        on_fd(
+            fd,
+            // SAFETY: the caller's address, as for connect.
+            |s| match unsafe { placement::connect(fd, s, addr, len) }? {
+                true => connect_lkl(s, addr, len),
+                false => host(),
+            },
+            host,
+        )
     })
 }
 
 #[no_mangle]
 pub extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     hook("bind", || {
-        on_fd(fd, |s| lkl_call!(__NR_bind, s.lkl, addr, len), || host_call!(bind(fd, addr, len)))
+        on_fd(
+            fd,
+            |s| {
+                let r: c_int = lkl_call!(__NR_bind, s.lkl, addr, len)?;
+                // SAFETY: the address the kernel just accepted.
+                unsafe { placement::bound(fd, s, addr, len) }?;
+                Ok(r)
+            },
+            || host_call!(bind(fd, addr, len)),
+        )
     })
 }
 
 #[no_mangle]
 pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     hook("listen", || {
-        on_fd(fd, |s| lkl_call!(__NR_listen, s.lkl, backlog), || host_call!(listen(fd, backlog)))
+        let host = || host_call!(listen(fd, backlog));
+        on_fd(
+            fd,
+            |s| {
+                if !placement::listen(fd, s)? {
+                    return host();
+                }
+                let r: c_int = lkl_call!(__NR_listen, s.lkl, backlog)?;
+                placement::listening(s)?;
+                Ok(r)
+            },
+            host,
+        )
     })
 }
 
 #[no_mangle]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     hook("shutdown", || {
-        on_fd(fd, |s| lkl_call!(__NR_shutdown, s.lkl, how), || host_call!(shutdown(fd, how)))
+        on_fd(
+            fd,
+            |s| lkl_call!(__NR_shutdown, s.lkl, how),
+            || host_call!(shutdown(fd, how)),
+        )
     })
 }
 
@@ -143,7 +195,12 @@ pub extern "C" fn setsockopt(
     hook("setsockopt", || {
         on_fd(
             fd,
-            |s| lkl_call!(__NR_setsockopt, s.lkl, level, name, val, len),
+            |s| {
+                let r: c_int = lkl_call!(__NR_setsockopt, s.lkl, level, name, val, len)?;
+                // SAFETY: the value the kernel just read, as for setsockopt.
+                unsafe { placement::record_option(s, level, name, val, len) };
+                Ok(r)
+            },
             || host_call!(setsockopt(fd, level, name, val, len)),
         )
     })

@@ -46,7 +46,11 @@ unsafe fn pollfds<'a>(fds: *mut pollfd, n: nfds_t) -> &'a mut [pollfd] {
 pub extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
     hook("poll", || {
         // SAFETY: the caller's array, as for poll.
-        poll::poll(unsafe { pollfds(fds, n) }, from_ms(timeout), std::ptr::null())
+        poll::poll(
+            unsafe { pollfds(fds, n) },
+            from_ms(timeout),
+            std::ptr::null(),
+        )
     })
 }
 
@@ -152,10 +156,20 @@ unsafe fn events<'a>(events: *mut epoll_event, max: c_int) -> SysResult<&'a mut 
 }
 
 #[no_mangle]
-pub extern "C" fn epoll_wait(epfd: c_int, ev: *mut epoll_event, max: c_int, timeout: c_int) -> c_int {
+pub extern "C" fn epoll_wait(
+    epfd: c_int,
+    ev: *mut epoll_event,
+    max: c_int,
+    timeout: c_int,
+) -> c_int {
     hook("epoll_wait", || {
         // SAFETY: the caller's buffer, as for epoll_wait.
-        epoll::wait(epfd, unsafe { events(ev, max) }?, from_ms(timeout), std::ptr::null())
+        epoll::wait(
+            epfd,
+            unsafe { events(ev, max) }?,
+            from_ms(timeout),
+            std::ptr::null(),
+        )
     })
 }
 

@@ -8,12 +8,16 @@
 //!   host's ARP table at open.
 //! * rx: `recvmsg(MSG_DONTWAIT|MSG_TRUNC)` straight into the kernel's skb; PACKET_AUXDATA
 //!   tells whether the host verified the checksum.
-//! * A classic-BPF filter lets only packets for LKL's addresses reach the socket, and
+//! * A classic-BPF filter (`filter.rs`) lets only packets for LKL's addresses — on an address
+//!   shared with the host, only for the ports LKL owns — reach the socket, and
 //!   PACKET_IGNORE_OUTGOING keeps our own tx out of it.
 //! * An rx thread waits for the socket to become readable while the device is armed, then
 //!   raises the device's irq.
 
+mod filter;
 mod sys;
+
+pub use filter::Admit;
 
 use std::ffi::{c_int, CString};
 use std::fmt;
@@ -71,6 +75,8 @@ pub struct PacketConfig {
     /// On an Ethernet interface: the next hop whose MAC the host's ARP table gives at open,
     /// used until a received frame names one.
     pub next_hop: Option<Ipv4Addr>,
+    /// Which packets to those addresses are LKL's (see [`PacketBackend::admit`]).
+    pub admit: Admit,
 }
 
 /// Why the backend could not open; displayed as one line naming the variable.
@@ -174,6 +180,8 @@ fn u64_to_mac(v: u64) -> Option<[u8; 6]> {
 /// An open packet socket serving as LKL's device.
 pub struct PacketBackend {
     sock: sys::Fd,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
     ifindex: c_int,
     /// An Ethernet-type host interface: tx needs the next hop's MAC.
     ethernet: bool,
@@ -196,65 +204,13 @@ fn ifreq(ifname: &str) -> libc::ifreq {
     ifr
 }
 
-/// The classic-BPF program accepting IPv4 packets to `v4` and IPv6 packets to `v6` (the
-/// packet starts at the IP header on a SOCK_DGRAM socket). Returns whole packets.
-fn filter_program(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Vec<libc::sock_filter> {
-    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    const ACCEPT: u32 = u32::MAX;
-    let stmt = |code, k| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
+fn attach_filter(sock: &sys::Fd, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
     };
-    let jeq = |k, jt, jf| libc::sock_filter {
-        code: JEQ_K,
-        jt,
-        jf,
-        k,
-    };
-    // Each block tests one address word by word, falling through on a match; a mismatch
-    // jumps to the block's final reject.
-    let mut v4_block = Vec::new();
-    if let Some(a) = v4 {
-        v4_block.push(stmt(LD_W_ABS, 16)); // daddr
-        v4_block.push(jeq(u32::from(a), 0, 1));
-        v4_block.push(stmt(RET_K, ACCEPT));
-    }
-    v4_block.push(stmt(RET_K, 0));
-    let mut v6_block = Vec::new();
-    if let Some(a) = v6 {
-        let words: Vec<u32> = a
-            .octets()
-            .chunks_exact(4)
-            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
-            .collect();
-        for (i, &w) in words.iter().enumerate() {
-            v6_block.push(stmt(LD_W_ABS, 24 + 4 * i as u32)); // daddr
-                                                              // Instructions left after this jeq up to the reject: the remaining words' pairs
-                                                              // plus the accept.
-            let to_reject = (2 * (3 - i) + 1) as u8;
-            v6_block.push(jeq(w, 0, to_reject));
-        }
-        v6_block.push(stmt(RET_K, ACCEPT));
-    }
-    v6_block.push(stmt(RET_K, 0));
-    // Layout: [ld proto] [jeq IPv4] [jeq IPv6] v4_block v6_block. IPv4 jumps over the
-    // second test into v4_block; IPv6 jumps over v4_block; anything else jumps to the last
-    // instruction, v6_block's reject.
-    let (v4_len, v6_len) = (v4_block.len() as u8, v6_block.len() as u8);
-    let mut prog = vec![
-        // The protocol the host kernel gave the packet (skb->protocol).
-        stmt(LD_H_ABS, (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32),
-        jeq(u32::from(ETH_P_IP), 1, 0),
-        jeq(u32::from(ETH_P_IPV6), v4_len, v4_len + v6_len - 1),
-    ];
-    prog.extend(v4_block);
-    prog.extend(v6_block);
-    prog
+    // SAFETY: SO_ATTACH_FILTER takes a sock_fprog whose program the kernel copies.
+    unsafe { sys::setsockopt(sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog) }
 }
 
 impl PacketBackend {
@@ -315,13 +271,7 @@ impl PacketBackend {
         // SAFETY: SIOCGIFHWADDR filled the hwaddr member; sa_family is the ARPHRD type.
         let ethernet = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family } == ARPHRD_ETHER;
 
-        let prog = filter_program(cfg.ipv4, cfg.ipv6);
-        let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
-            filter: prog.as_ptr().cast_mut(),
-        };
-        // SAFETY: SO_ATTACH_FILTER takes a sock_fprog whose program the kernel copies.
-        unsafe { sys::setsockopt(&sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog) }
+        attach_filter(&sock, &filter::program(cfg.ipv4, cfg.ipv6, &cfg.admit))
             .map_err(host("SO_ATTACH_FILTER"))?;
         let one: c_int = 1;
         // SAFETY: both options take an int.
@@ -354,6 +304,8 @@ impl PacketBackend {
         };
         Ok(Arc::new(PacketBackend {
             sock,
+            ipv4: cfg.ipv4,
+            ipv6: cfg.ipv6,
             ifindex,
             ethernet,
             mtu,
@@ -367,6 +319,12 @@ impl PacketBackend {
             stop_fd: sys::eventfd().map_err(host("eventfd"))?,
             rx_thread: Mutex::new(None),
         }))
+    }
+
+    /// Changes which packets reach LKL (e.g. as the program starts listening on ports of an
+    /// address it shares with the host). The new filter replaces the old one atomically.
+    pub fn admit(&self, admit: &Admit) -> io::Result<()> {
+        attach_filter(&self.sock, &filter::program(self.ipv4, self.ipv6, admit))
     }
 
     /// The host interface's MTU: the size of LKL's device.
@@ -677,86 +635,6 @@ impl NetBackend for PacketBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Runs a classic-BPF program over `packet` with `proto` as skb->protocol (the subset of
-    /// instructions filter_program emits).
-    fn run_filter(prog: &[libc::sock_filter], proto: u16, packet: &[u8]) -> u32 {
-        let (mut pc, mut a) = (0usize, 0u32);
-        loop {
-            let ins = prog[pc];
-            pc += 1;
-            match u32::from(ins.code) {
-                c if c == libc::BPF_LD | libc::BPF_H | libc::BPF_ABS => {
-                    assert_eq!(ins.k, (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32);
-                    a = u32::from(proto);
-                }
-                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
-                    let k = ins.k as usize;
-                    let Some(w) = packet.get(k..k + 4) else {
-                        return 0;
-                    };
-                    a = u32::from_be_bytes(w.try_into().unwrap());
-                }
-                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
-                    pc += usize::from(if a == ins.k { ins.jt } else { ins.jf });
-                }
-                c if c == libc::BPF_RET | libc::BPF_K => return ins.k,
-                c => panic!("unexpected instruction {c:#x}"),
-            }
-        }
-    }
-
-    fn v4_packet(dst: Ipv4Addr) -> Vec<u8> {
-        let mut p = vec![0u8; 28];
-        p[0] = 0x45;
-        p[16..20].copy_from_slice(&dst.octets());
-        p
-    }
-
-    fn v6_packet(dst: Ipv6Addr) -> Vec<u8> {
-        let mut p = vec![0u8; 48];
-        p[0] = 0x60;
-        p[24..40].copy_from_slice(&dst.octets());
-        p
-    }
-
-    #[test]
-    fn filter_accepts_only_lkls_addresses() {
-        let v4: Ipv4Addr = "10.1.2.3".parse().unwrap();
-        let v6: Ipv6Addr = "fd00::3".parse().unwrap();
-        let prog = filter_program(Some(v4), Some(v6));
-        assert_ne!(run_filter(&prog, ETH_P_IP, &v4_packet(v4)), 0);
-        assert_eq!(
-            run_filter(&prog, ETH_P_IP, &v4_packet("10.1.2.2".parse().unwrap())),
-            0
-        );
-        assert_ne!(run_filter(&prog, ETH_P_IPV6, &v6_packet(v6)), 0);
-        for other in ["fd00::2", "fd01::3", "ff02::1", "::"] {
-            let p = v6_packet(other.parse().unwrap());
-            assert_eq!(run_filter(&prog, ETH_P_IPV6, &p), 0, "{other}");
-        }
-        assert_eq!(run_filter(&prog, 0x0806, &v4_packet(v4)), 0, "ARP");
-        assert_eq!(
-            run_filter(&prog, ETH_P_IP, &v4_packet(v4)[..10]),
-            0,
-            "short"
-        );
-    }
-
-    #[test]
-    fn filter_without_an_address_rejects_that_family() {
-        let v4: Ipv4Addr = "10.1.2.3".parse().unwrap();
-        let prog = filter_program(Some(v4), None);
-        assert_ne!(run_filter(&prog, ETH_P_IP, &v4_packet(v4)), 0);
-        assert_eq!(
-            run_filter(&prog, ETH_P_IPV6, &v6_packet("fd00::3".parse().unwrap())),
-            0
-        );
-        let v6: Ipv6Addr = "fd00::3".parse().unwrap();
-        let prog = filter_program(None, Some(v6));
-        assert_eq!(run_filter(&prog, ETH_P_IP, &v4_packet(v4)), 0);
-        assert_ne!(run_filter(&prog, ETH_P_IPV6, &v6_packet(v6)), 0);
-    }
 
     #[test]
     fn arp_table_gives_complete_entries_on_the_interface() {

@@ -37,6 +37,7 @@ pub fn attach(k: &Kernel, topo: &dyn Topology, next_hop: Option<Ipv4Addr>) -> At
         ipv4: Some(addrs.lkl_v4),
         ipv6: Some(addrs.lkl_v6),
         next_hop,
+        admit: Default::default(),
     };
     let backend = topo
         .container_ns()

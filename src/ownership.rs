@@ -1,0 +1,199 @@
+//! The ports LKL owns on its addresses, with the packet filter and the firewall kept in step,
+//! and what the socket hooks need to place a socket: which addresses are LKL's alone, and
+//! which ports LKL listens on.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use lkl::packet::{Admit, PacketBackend};
+use parking_lot::Mutex;
+
+use crate::firewall::{Firewall, Proto};
+use crate::policy::{Clients, Policy, PortSet};
+
+pub struct Ownership {
+    pub policy: Policy,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+    /// LKL's address is also one of the host stack's: only owned ports reach LKL.
+    shared: bool,
+    backend: Arc<PacketBackend>,
+    firewall: Firewall,
+    state: Mutex<State>,
+}
+
+struct State {
+    tcp: PortSet,
+    udp: PortSet,
+    /// LKL's listening TCP ports, with how many sockets listen on each.
+    listening: HashMap<u16, usize>,
+}
+
+/// Whether `ip` is configured on any host interface (of this network namespace).
+fn host_has_address(ip: IpAddr) -> bool {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, which is walked read-only and freed once.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return false;
+        }
+        let mut found = false;
+        let mut cur = list;
+        while let Some(ifa) = cur.as_ref() {
+            if let Some(sa) = ifa.ifa_addr.as_ref() {
+                let addr = match i32::from(sa.sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(sa as *const libc::sockaddr).cast::<libc::sockaddr_in>();
+                        Some(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(sa as *const libc::sockaddr).cast::<libc::sockaddr_in6>();
+                        Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                };
+                found |= addr == Some(ip);
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+        found
+    }
+}
+
+/// What LKL owns before any socket exists: the configured listening ports, and in client mode
+/// its client port range, TCP and UDP.
+pub fn initial_ports(policy: &Policy) -> (PortSet, PortSet) {
+    let mut tcp = policy.listen_ports.clone().unwrap_or_default();
+    let mut udp = PortSet::default();
+    if policy.clients == Clients::Lkl {
+        let range = [policy.client_ports];
+        tcp = PortSet::from_ranges([tcp.ranges(), &range].concat());
+        udp = PortSet::from_ranges(range.to_vec());
+    }
+    (tcp, udp)
+}
+
+/// Whether LKL's addresses are shared with the host stack.
+pub fn is_shared(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> bool {
+    v4.is_some_and(|a| host_has_address(a.into())) || v6.is_some_and(|a| host_has_address(a.into()))
+}
+
+/// The packet filter's setting for these owned ports.
+pub fn admit(shared: bool, tcp: &PortSet, udp: &PortSet) -> Admit {
+    if shared {
+        Admit::Ports {
+            tcp: tcp.ranges().to_vec(),
+            udp: udp.ranges().to_vec(),
+        }
+    } else {
+        Admit::All
+    }
+}
+
+impl Ownership {
+    /// Installs the firewall for the initial ports (the backend already admits them).
+    pub fn new(
+        policy: Policy,
+        v4: Option<Ipv4Addr>,
+        v6: Option<Ipv6Addr>,
+        shared: bool,
+        backend: Arc<PacketBackend>,
+        firewall: Firewall,
+    ) -> Ownership {
+        let (tcp, udp) = initial_ports(&policy);
+        firewall.install(&tcp, &udp);
+        Ownership {
+            policy,
+            v4,
+            v6,
+            shared,
+            backend,
+            firewall,
+            state: Mutex::new(State {
+                tcp,
+                udp,
+                listening: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Whether LKL has an address the host stack does not.
+    pub fn has_own_address(&self) -> bool {
+        !self.shared && (self.v4.is_some() || self.v6.is_some())
+    }
+
+    /// Whether `ip` is LKL's and the host stack's not: sockets bound to it can only be LKL's.
+    pub fn lkl_only(&self, ip: IpAddr) -> bool {
+        !self.shared
+            && match ip {
+                IpAddr::V4(a) => self.v4 == Some(a),
+                IpAddr::V6(a) => self.v6 == Some(a),
+            }
+    }
+
+    /// Whether a connection to `ip` reaches this host: loopback or LKL's own address.
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        ip.is_loopback()
+            || match ip {
+                IpAddr::V4(a) => self.v4 == Some(a),
+                IpAddr::V6(a) => {
+                    self.v6 == Some(a)
+                        || a.to_ipv4_mapped()
+                            .is_some_and(|m| m.is_loopback() || self.v4 == Some(m))
+                }
+            }
+    }
+
+    /// An LKL socket listens on `port`: LKL owns it from now on.
+    pub fn listening(&self, port: u16) {
+        let mut st = self.state.lock();
+        *st.listening.entry(port).or_default() += 1;
+        if !st.tcp.contains(port) {
+            st.tcp = PortSet::from_ranges([st.tcp.ranges(), &[(port, port)]].concat());
+            self.update(&st, Proto::Tcp, port);
+        }
+    }
+
+    /// A listener on `port` closed.
+    pub fn not_listening(&self, port: u16) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.listening.get_mut(&port) {
+            *n -= 1;
+            if *n == 0 {
+                st.listening.remove(&port);
+            }
+        }
+    }
+
+    /// A UDP socket in LKL is bound to `port` of a shared address: its datagrams are LKL's.
+    pub fn udp_bound(&self, port: u16) {
+        let mut st = self.state.lock();
+        if !st.udp.contains(port) {
+            st.udp = PortSet::from_ranges([st.udp.ranges(), &[(port, port)]].concat());
+            self.update(&st, Proto::Udp, port);
+        }
+    }
+
+    pub fn lkl_listens_on(&self, port: u16) -> bool {
+        self.state.lock().listening.contains_key(&port)
+    }
+
+    fn update(&self, st: &State, proto: Proto, port: u16) {
+        if self.shared {
+            if let Err(e) = self.backend.admit(&admit(true, &st.tcp, &st.udp)) {
+                log::warn!("cannot update the packet filter for port {port}: {e}");
+            }
+        }
+        self.firewall
+            .add(proto, &PortSet::from_ranges(vec![(port, port)]));
+    }
+
+    /// Removes the firewall rules (at exit).
+    pub fn remove_firewall(&self) {
+        self.firewall.remove();
+    }
+}

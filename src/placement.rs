@@ -1,0 +1,306 @@
+//! Where each IP socket lives, decided when its role shows.
+//!
+//! A socket's role is known only at bind, listen or connect. Until then a TCP socket (and a UDP
+//! one, when LKL has an address of its own) lives in LKL provisionally; what the program does
+//! to it — options, the bound address — is recorded. When the policy (`policy.rs`) sends it to
+//! the host, a host socket is made, the record replayed on it, and it takes over the program's
+//! fd number (dup3), so the program cannot tell.
+
+use std::ffi::{c_int, c_long};
+use std::net::IpAddr;
+
+use libc::{sockaddr, socklen_t};
+use lkl::sys::__NR_getsockname;
+use lkl::Errno;
+
+use crate::fdtable::{self, Pending, Socket};
+use crate::ffi::{host_result, narrow, SysResult};
+use crate::ownership::Ownership;
+use crate::policy::Clients;
+use crate::{host, stack};
+
+/// Where a new socket goes.
+pub enum Start {
+    Host,
+    Lkl,
+    /// In LKL until its role shows.
+    Provisional,
+}
+
+/// The place of a new socket of this family and type (SOCK_* without flags).
+pub fn start(kind: c_int, own: &Ownership) -> Start {
+    let clients_in_lkl = own.policy.clients == Clients::Lkl;
+    match kind {
+        libc::SOCK_STREAM if clients_in_lkl && own.policy.listen_ports.is_none() => Start::Lkl,
+        libc::SOCK_STREAM => Start::Provisional,
+        _ if clients_in_lkl => Start::Lkl,
+        // A UDP socket may still be bound to an address only LKL has.
+        libc::SOCK_DGRAM if own.has_own_address() => Start::Provisional,
+        _ => Start::Host,
+    }
+}
+
+/// The IP address and port of a socket address, if it is one.
+///
+/// # Safety
+/// `addr` is null or valid for `len` bytes.
+pub unsafe fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<(IpAddr, u16)> {
+    if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sockaddr_in>() {
+        return None;
+    }
+    // SAFETY: at least a sockaddr_in's worth of bytes, per the caller; the family field
+    // tells which structure it is, and a sockaddr_in6 is checked for its size.
+    unsafe {
+        match c_int::from((*addr).sa_family) {
+            libc::AF_INET => {
+                let sin = &*addr.cast::<libc::sockaddr_in>();
+                Some((
+                    IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()),
+                    u16::from_be(sin.sin_port),
+                ))
+            }
+            libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                let sin6 = &*addr.cast::<libc::sockaddr_in6>();
+                Some((
+                    IpAddr::from(sin6.sin6_addr.s6_addr),
+                    u16::from_be(sin6.sin6_port),
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The socket's bound port in LKL.
+fn lkl_port(sock: &Socket) -> SysResult<u16> {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+    // SAFETY: a live sockaddr_storage and its length for the call.
+    let r: c_int = narrow(unsafe {
+        stack::call(
+            __NR_getsockname,
+            [
+                c_long::from(sock.lkl),
+                &mut ss as *mut _ as c_long,
+                &mut len as *mut _ as c_long,
+                0,
+                0,
+                0,
+            ],
+        )
+    })?;
+    let _ = r;
+    // SAFETY: the kernel filled `len` bytes of the storage.
+    Ok(unsafe { ip_of((&ss as *const libc::sockaddr_storage).cast(), len) }.map_or(0, |(_, p)| p))
+}
+
+/// Notes a successful setsockopt on a provisional socket.
+///
+/// # Safety
+/// `val` is null or valid for `len` bytes.
+pub unsafe fn record_option(
+    sock: &Socket,
+    level: c_int,
+    name: c_int,
+    val: *const libc::c_void,
+    len: socklen_t,
+) {
+    if let Some(p) = sock.pending.lock().as_mut() {
+        let bytes = if val.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: the caller's option value of `len` bytes.
+            unsafe { std::slice::from_raw_parts(val.cast::<u8>(), len as usize) }.to_vec()
+        };
+        p.options.push((level, name, bytes));
+    }
+}
+
+/// After a successful bind in LKL: an address only LKL has settles the socket there; a UDP
+/// socket on any other address is a host one unless clients go through LKL.
+///
+/// # Safety
+/// `addr` is valid for `len` bytes (the bind succeeded with it).
+pub unsafe fn bound(
+    fd: c_int,
+    sock: &Socket,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> SysResult<()> {
+    let own = stack::ownership();
+    let mut pending = sock.pending.lock();
+    let Some(p) = pending.as_mut() else {
+        drop(pending);
+        // A settled UDP socket bound on a shared address: its datagrams are LKL's.
+        // SAFETY: as above.
+        if !sock.stream {
+            if let Some((_, port)) = unsafe { ip_of(addr, len) } {
+                if port != 0 {
+                    own.udp_bound(port);
+                }
+            }
+        }
+        return Ok(());
+    };
+    // SAFETY: as above.
+    p.bound = Some(unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), len as usize) }.to_vec());
+    // SAFETY: as above.
+    let ip = unsafe { ip_of(addr, len) }.map(|(ip, _)| ip);
+    if ip.is_some_and(|ip| own.lkl_only(ip)) {
+        *pending = None;
+    } else if !sock.stream {
+        drop(pending);
+        return to_host(fd, sock);
+    }
+    Ok(())
+}
+
+/// Before listen: a listener on a port the policy gives LKL stays (and LKL owns the port);
+/// any other moves to the host. Returns whether the socket is (still) LKL's.
+pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
+    let own = stack::ownership();
+    let port = lkl_port(sock)?;
+    let provisional = sock.pending.lock().is_some();
+    if provisional {
+        let bound_to_lkl_only = sock
+            .pending
+            .lock()
+            .as_ref()
+            .and_then(|p| p.bound.as_ref())
+            // SAFETY: a recorded sockaddr of its recorded length.
+            .and_then(|b| unsafe { ip_of(b.as_ptr().cast(), b.len() as socklen_t) })
+            .is_some_and(|(ip, _)| own.lkl_only(ip));
+        let lkl = bound_to_lkl_only
+            || (port != 0 && own.policy.listens_in_lkl(port))
+            || (port == 0 && own.policy.listen_ports.is_none());
+        if !lkl {
+            to_host(fd, sock)?;
+            return Ok(false);
+        }
+        *sock.pending.lock() = None;
+    }
+    Ok(true)
+}
+
+/// After a successful listen in LKL.
+pub fn listening(sock: &Socket) -> SysResult<()> {
+    let port = lkl_port(sock)?;
+    sock.set_listening(port);
+    stack::ownership().listening(port);
+    Ok(())
+}
+
+/// Before connect (or a first send) to `addr`: LKL's for a local destination LKL listens on,
+/// or when bound to an address only LKL has, or when clients go through LKL; the host's
+/// otherwise. Returns whether the socket is (still) LKL's.
+///
+/// # Safety
+/// `addr` is null or valid for `len` bytes.
+pub unsafe fn connect(
+    fd: c_int,
+    sock: &Socket,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> SysResult<bool> {
+    if sock.pending.lock().is_none() {
+        return Ok(true);
+    }
+    let own = stack::ownership();
+    // SAFETY: the caller's address.
+    let to_lkl_listener = unsafe { ip_of(addr, len) }
+        .is_some_and(|(ip, port)| sock.stream && own.is_local(ip) && own.lkl_listens_on(port));
+    let bound_to_lkl_only = sock
+        .pending
+        .lock()
+        .as_ref()
+        .and_then(|p| p.bound.as_ref())
+        // SAFETY: a recorded sockaddr of its recorded length.
+        .and_then(|b| unsafe { ip_of(b.as_ptr().cast(), b.len() as socklen_t) })
+        .is_some_and(|(ip, _)| own.lkl_only(ip));
+    if to_lkl_listener || bound_to_lkl_only || own.policy.clients == Clients::Lkl {
+        *sock.pending.lock() = None;
+        return Ok(true);
+    }
+    to_host(fd, sock)?;
+    Ok(false)
+}
+
+/// Before a datagram is sent on a socket that may still be provisional: a UDP socket that
+/// sends before it is bound or connected is a client. Returns whether it is (still) LKL's.
+///
+/// # Safety
+/// `addr` is null or valid for `len` bytes.
+pub unsafe fn first_send(
+    fd: c_int,
+    sock: &Socket,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> SysResult<bool> {
+    if sock.stream || sock.pending.lock().is_none() {
+        return Ok(true);
+    }
+    // SAFETY: as above.
+    unsafe { connect(fd, sock, addr, len) }
+}
+
+/// Moves a provisional socket to the host under the same number.
+fn to_host(fd: c_int, sock: &Socket) -> SysResult<()> {
+    let Some(p) = sock.pending.lock().take() else {
+        return Err(Errno::EINVAL);
+    };
+    let flags = libc::SOCK_CLOEXEC
+        | if sock.nonblocking() {
+            libc::SOCK_NONBLOCK
+        } else {
+            0
+        };
+    // SAFETY: socket(2) with plain values.
+    let h = host_result(unsafe { host::socket(p.domain, p.kind | flags, p.protocol) })?;
+    for (level, name, value) in &p.options {
+        // SAFETY: the recorded value and its length.
+        let r = unsafe {
+            host::setsockopt(
+                h,
+                *level,
+                *name,
+                value.as_ptr().cast(),
+                value.len() as socklen_t,
+            )
+        };
+        if r != 0 {
+            // The host kernel may lack what LKL has (e.g. TCP_CONGESTION=bbr).
+            log::debug!(
+                "moving fd {fd} to the host: option {level}/{name} refused: {}",
+                Errno(host::errno())
+            );
+        }
+    }
+    if let Some(addr) = &p.bound {
+        // SAFETY: the recorded address and its length.
+        let r =
+            host_result(unsafe { host::bind(h, addr.as_ptr().cast(), addr.len() as socklen_t) });
+        if let Err(e) = r {
+            // SAFETY: our own new descriptor.
+            unsafe { host::close(h) };
+            *sock.pending.lock() = Some(p);
+            return Err(e);
+        }
+    }
+    fdtable::become_host(fd, h).inspect_err(|_| {
+        // SAFETY: our own new descriptor, not installed.
+        unsafe { host::close(h) };
+    })?;
+    log::debug!("fd {fd} moved to the host stack");
+    Ok(())
+}
+
+/// A new provisional record.
+pub fn pending(domain: c_int, kind: c_int, protocol: c_int) -> Pending {
+    Pending {
+        domain,
+        kind,
+        protocol,
+        options: Vec::new(),
+        bound: None,
+    }
+}
