@@ -23,7 +23,10 @@ fn waiter(pipe: i32, mut sock: TcpStream, use_epoll: bool, woke: mpsc::Sender<In
                 events: libc::EPOLLIN as u32,
                 u64: f as u64,
             };
-            assert_eq!(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, f, &mut ev) }, 0);
+            assert_eq!(
+                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, f, &mut ev) },
+                0
+            );
         }
         ep
     } else {
@@ -37,8 +40,16 @@ fn waiter(pipe: i32, mut sock: TcpStream, use_epoll: bool, woke: mpsc::Sender<In
             assert_eq!({ ev.u64 }, fd as u64);
         } else {
             let mut fds = [
-                libc::pollfd { fd: pipe, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: pipe,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             assert_eq!(unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) }, 1);
             assert!(fds[1].revents & libc::POLLIN != 0);

@@ -20,23 +20,40 @@ fn run(topo: &dyn Topology, changes: &[(&str, Option<&str>)]) -> Output {
             env.push((var.to_string(), v.to_string()));
         }
     }
-    command_in(topo.container_ns(), "/usr/bin/python3", &["-c", PROGRAM], &env)
-        .output()
-        .expect("run python3")
+    command_in(
+        topo.container_ns(),
+        "/usr/bin/python3",
+        &["-c", PROGRAM],
+        &env,
+    )
+    .output()
+    .expect("run python3")
 }
 
 /// Exit 78, exactly one stderr line, which starts with "lkl-hijack: VAR=".
 fn assert_refused(out: &Output, var: &str, main_ran: bool) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(78), "{var}: status {}\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{var}: status {}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
     assert_eq!(stderr.lines().count(), 1, "{var}: not one line: {stderr:?}");
     assert!(
         stderr.starts_with(&format!("lkl-hijack: {var}")),
         "{var}: the line does not name the variable: {stderr:?}"
     );
-    assert_eq!(stdout.contains("main ran"), main_ran, "{var}: stdout {stdout:?}");
-    assert!(!stdout.contains("socket opened"), "{var}: a socket was opened anyway");
+    assert_eq!(
+        stdout.contains("main ran"),
+        main_ran,
+        "{var}: stdout {stdout:?}"
+    );
+    assert!(
+        !stdout.contains("socket opened"),
+        "{var}: a socket was opened anyway"
+    );
 }
 
 #[test]
@@ -66,7 +83,10 @@ fn values_only_the_kernel_can_judge_stop_the_program_at_its_first_socket() {
     let topo = venet();
     let at_boot: &[(&str, &str)] = &[
         ("LKL_HIJACK_SYSCTL", "net.ipv4.no_such_sysctl=1"),
-        ("LKL_HIJACK_SYSCTL", "net.ipv4.tcp_congestion_control=no_such_cc"),
+        (
+            "LKL_HIJACK_SYSCTL",
+            "net.ipv4.tcp_congestion_control=no_such_cc",
+        ),
         ("LKL_HIJACK_NET_QDISC", "no_such_qdisc"),
         ("LKL_HIJACK_BOOT_CMDLINE", "no_such_option=1"),
     ];
@@ -83,10 +103,22 @@ fn without_configuration_the_library_stays_out_of_the_way() {
         .into_iter()
         .filter(|(k, _)| k == "LD_PRELOAD")
         .collect();
-    let out = command_in(topo.container_ns(), "/usr/bin/python3", &["-c", PROGRAM], &env)
-        .output()
-        .expect("run python3");
+    let out = command_in(
+        topo.container_ns(),
+        "/usr/bin/python3",
+        &["-c", PROGRAM],
+        &env,
+    )
+    .output()
+    .expect("run python3");
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "main ran\nsocket opened\n");
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "main ran\nsocket opened\n"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

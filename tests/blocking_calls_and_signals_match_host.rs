@@ -12,7 +12,10 @@ use common::{check_output, command_in, lkl_env, venet};
 use lkl_rig::Topology;
 
 fn build() -> PathBuf {
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/blocking_signals.c");
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/programs/blocking_signals.c"
+    );
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("blocking_signals");
     check_output(
         std::process::Command::new("cc")
@@ -37,8 +40,14 @@ fn blocking_calls_signals_and_timeouts_match_the_host_kernel() {
     let lkl = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("booted Linux"), "the sockets were not LKL's:\n{stderr}");
+    assert!(
+        stderr.contains("booted Linux"),
+        "the sockets were not LKL's:\n{stderr}"
+    );
     assert!(host.lines().count() >= 10, "{host}");
-    assert!(host.contains("accept, handler without SA_RESTART: EINTR"), "{host}");
+    assert!(
+        host.contains("accept, handler without SA_RESTART: EINTR"),
+        "{host}"
+    );
     assert_eq!(host, lkl, "host (left) and LKL (right) differ");
 }

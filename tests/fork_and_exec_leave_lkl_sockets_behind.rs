@@ -52,7 +52,11 @@ fn forked_child_gets_ebadf_on_lkl_sockets_and_the_parent_keeps_serving() {
     let output = server.output();
     assert!(status.success(), "{output}");
     assert!(output.contains("child: EBADF EBADF exit 0"), "{output}");
-    assert_eq!(output.matches("forked child used a socket").count(), 1, "{output}");
+    assert_eq!(
+        output.matches("forked child used a socket").count(),
+        1,
+        "{output}"
+    );
 }
 
 const EXEC_PROGRAM: &str = r#"

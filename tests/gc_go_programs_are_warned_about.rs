@@ -14,7 +14,12 @@ fn build(dir: &std::path::Path, name: &str, compiler: &str, source: &str, ext: &
     let src = dir.join(format!("{name}.{ext}"));
     std::fs::write(&src, source).unwrap();
     let out = dir.join(name);
-    check_output(std::process::Command::new(compiler).arg("-o").arg(&out).arg(&src));
+    check_output(
+        std::process::Command::new(compiler)
+            .arg("-o")
+            .arg(&out)
+            .arg(&src),
+    );
     out.display().to_string()
 }
 
