@@ -167,23 +167,12 @@ impl Firewall {
     /// Installs the drop rules, starting with `tcp` and `udp` ports, and the watchdog that
     /// removes them when the process dies.
     pub fn install(&self, tcp: &PortSet, udp: &PortSet) {
-        let mut cmds = self.install_commands();
-        for (proto, ports) in [(Proto::Tcp, tcp), (Proto::Udp, udp)] {
-            cmds.extend(self.add_commands(proto, ports));
-        }
+        let cmds = self.full_commands(tcp, udp);
         match self.action {
             Action::Off => {}
-            Action::Warn => {
-                let joined: Vec<String> = cmds.iter().map(|c| self.shell(c)).collect();
-                host::write_stderr(
-                    format!(
-                        "lkl-hijack: warning: no CAP_NET_ADMIN, so no firewall rules: the host \
-                         stack may reset LKL's connections on a shared address; as root run: {}\n",
-                        joined.join(" && ")
-                    )
-                    .as_bytes(),
-                );
-            }
+            // Nothing to drop yet: the warning waits for the first port.
+            Action::Warn if tcp.is_empty() && udp.is_empty() => {}
+            Action::Warn => self.warn(&cmds),
             Action::Print => cmds.iter().for_each(|c| self.print(c)),
             Action::Run => {
                 for c in &cmds {
@@ -195,15 +184,36 @@ impl Firewall {
         }
     }
 
-    /// LKL now owns `ports` of `proto` too.
-    pub fn add(&self, proto: Proto, ports: &PortSet) {
-        for c in self.add_commands(proto, ports) {
-            match self.action {
-                Action::Off => {}
-                Action::Print | Action::Warn => self.print(&c),
-                Action::Run => self.run(&c),
-            }
+    /// LKL now owns `added` of `proto` too; `tcp` and `udp` are all it owns.
+    pub fn add(&self, proto: Proto, added: &PortSet, tcp: &PortSet, udp: &PortSet) {
+        match self.action {
+            Action::Off => {}
+            // One complete line to copy, rather than pieces.
+            Action::Warn => self.warn(&self.full_commands(tcp, udp)),
+            Action::Print => self.add_commands(proto, added).iter().for_each(|c| self.print(c)),
+            Action::Run => self.add_commands(proto, added).iter().for_each(|c| self.run(c)),
         }
+    }
+
+    /// Creating the rules with these ports in them.
+    fn full_commands(&self, tcp: &PortSet, udp: &PortSet) -> Vec<Vec<String>> {
+        let mut cmds = self.install_commands();
+        for (proto, ports) in [(Proto::Tcp, tcp), (Proto::Udp, udp)] {
+            cmds.extend(self.add_commands(proto, ports));
+        }
+        cmds
+    }
+
+    fn warn(&self, cmds: &[Vec<String>]) {
+        let joined: Vec<String> = cmds.iter().map(|c| self.shell(c)).collect();
+        host::write_stderr(
+            format!(
+                "lkl-hijack: warning: no CAP_NET_ADMIN, so no firewall rules: the host stack may \
+                 reset LKL's connections on a shared address; as root run: {}\n",
+                joined.join(" && ")
+            )
+            .as_bytes(),
+        );
     }
 
     /// Removes this instance's rules (at exit).

@@ -188,8 +188,8 @@ impl Ownership {
                 log::warn!("cannot update the packet filter for port {port}: {e}");
             }
         }
-        self.firewall
-            .add(proto, &PortSet::from_ranges(vec![(port, port)]));
+        let added = PortSet::from_ranges(vec![(port, port)]);
+        self.firewall.add(proto, &added, &st.tcp, &st.udp);
     }
 
     /// Removes the firewall rules (at exit).
