@@ -29,9 +29,16 @@ impl CReturn for i64 {
 
 /// Runs a hook's body: `Ok(v)` returns v, `Err(e)` sets errno to e and returns -1. A panic
 /// (a bug of ours) is reported on stderr and becomes EIO, never an unwind into the caller.
+///
+/// A successful call leaves errno as it found it, as glibc's do: the library's own host calls
+/// on the way (draining an eventfd, say) may have set it.
 pub fn hook<T: CReturn>(name: &'static str, body: impl FnOnce() -> SysResult<T>) -> T {
+    let saved = host::errno();
     match panic::catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(v)) => v,
+        Ok(Ok(v)) => {
+            host::set_errno(saved);
+            v
+        }
         Ok(Err(Errno(e))) => {
             host::set_errno(e);
             T::FAILED

@@ -22,9 +22,10 @@ pub const VNET_HDR_F_DATA_VALID: u8 = 2;
 /// A host-side network device. The methods run on kernel context (the calling thread holds
 /// the kernel's only CPU): they must not block and must not call into the kernel.
 pub trait NetBackend: Send + Sync + 'static {
-    /// Sends one packet. `vnet_hdr` is the packet's virtio_net_hdr ([`VNET_HDR_LEN`] bytes).
-    /// An error counts the packet as dropped by the device.
-    fn tx(&self, vnet_hdr: &[u8], packet: &[u8]) -> Result<(), Errno>;
+    /// Sends one packet, given as `packet`'s pieces in order (the IP header starts the
+    /// first). `vnet_hdr` is its virtio_net_hdr ([`VNET_HDR_LEN`] bytes). An error counts the
+    /// packet as dropped by the device.
+    fn tx(&self, vnet_hdr: &[u8], packet: &[&[u8]]) -> Result<(), Errno>;
     /// Receives one packet into `packet` and its virtio_net_hdr into `vnet_hdr` (all zeroes,
     /// or flags = [`VNET_HDR_F_DATA_VALID`]). Returns the packet's length, larger than
     /// `packet.len()` if it was truncated; `Err(EAGAIN)` when no packet is waiting.
@@ -87,12 +88,25 @@ unsafe fn backend<'a, B: NetBackend>(nd: *mut sys::lkl_netdev) -> &'a B {
 /// # Safety
 /// The kernel's iovec contract: `cnt` iovecs at `iov`, each valid for its length.
 unsafe fn iovecs<'a>(iov: *const sys::lkl_iovec, cnt: c_int) -> Option<&'a [sys::lkl_iovec]> {
-    if iov.is_null() || cnt != 2 {
+    if iov.is_null() || cnt < 2 {
         return None;
     }
-    // SAFETY: the caller guarantees cnt (= 2) iovecs at iov.
-    Some(unsafe { std::slice::from_raw_parts(iov, 2) })
+    // SAFETY: the caller guarantees cnt iovecs at iov.
+    Some(unsafe { std::slice::from_raw_parts(iov, cnt as usize) })
 }
+
+/// # Safety
+/// `v` describes memory valid for reading for the duration of the borrow.
+unsafe fn bytes<'a>(v: &sys::lkl_iovec) -> &'a [u8] {
+    if v.iov_len == 0 {
+        return &[];
+    }
+    // SAFETY: per the contract above.
+    unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len as usize) }
+}
+
+/// Most pieces a packet comes in (the kernel's MAX_SKB_FRAGS plus the linear part).
+const MAX_PIECES: usize = 32;
 
 unsafe extern "C" fn tx_trampoline<B: NetBackend>(
     nd: *mut sys::lkl_netdev,
@@ -100,20 +114,20 @@ unsafe extern "C" fn tx_trampoline<B: NetBackend>(
     cnt: c_int,
 ) -> c_int {
     no_unwind("tx", -(Errno::EIO.0), || {
-        // SAFETY: the kernel calls tx with the device it registered and its two iovecs.
+        // SAFETY: the kernel calls tx with the device it registered and its iovecs.
         let (b, iov) = unsafe { (backend::<B>(nd), iovecs(iov, cnt)) };
-        let Some(iov) = iov else {
+        let Some(iov) = iov.filter(|v| v.len() <= 1 + MAX_PIECES) else {
             return -(Errno::EINVAL.0);
         };
+        let mut pieces: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
         // SAFETY: each iovec describes readable kernel memory (the header on the kernel's
-        // stack, the skb's linear data) for the duration of the call.
-        let (hdr, packet) = unsafe {
-            (
-                std::slice::from_raw_parts(iov[0].iov_base.cast::<u8>(), iov[0].iov_len as usize),
-                std::slice::from_raw_parts(iov[1].iov_base.cast::<u8>(), iov[1].iov_len as usize),
-            )
-        };
-        match b.tx(hdr, packet) {
+        // stack, the skb's data and fragments) for the duration of the call.
+        let hdr = unsafe { bytes(&iov[0]) };
+        for (piece, v) in pieces.iter_mut().zip(&iov[1..]) {
+            // SAFETY: as above.
+            *piece = unsafe { bytes(v) };
+        }
+        match b.tx(hdr, &pieces[..iov.len() - 1]) {
             Ok(()) => 0,
             Err(e) => -e.0,
         }

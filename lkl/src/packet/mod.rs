@@ -492,8 +492,8 @@ fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> Option<(
 }
 
 impl PacketBackend {
-    fn send(&self, packet: &[u8]) -> Result<(), Errno> {
-        let protocol = match packet.first().map(|b| b >> 4) {
+    fn send(&self, packet: &[&[u8]]) -> Result<(), Errno> {
+        let protocol = match packet.iter().find(|p| !p.is_empty()).map(|p| p[0] >> 4) {
             Some(4) => ETH_P_IP,
             Some(6) => ETH_P_IPV6,
             _ => return Err(Errno::EINVAL),
@@ -511,12 +511,15 @@ impl PacketBackend {
             sll.sll_halen = 6;
             sll.sll_addr[..6].copy_from_slice(&mac);
         }
-        let mut iov = libc::iovec {
-            iov_base: packet.as_ptr().cast_mut().cast(),
-            iov_len: packet.len(),
-        };
+        let mut iov: Vec<libc::iovec> = packet
+            .iter()
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr().cast_mut().cast(),
+                iov_len: p.len(),
+            })
+            .collect();
         let msg = ll_msghdr(&mut sll, &mut iov);
-        // SAFETY: msg names sll and one iovec over `packet`, all alive during the call; the
+        // SAFETY: msg names sll and the iovecs over `packet`, all alive during the call; the
         // kernel only reads them for sendmsg.
         match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT) } {
             Ok(_) => Ok(()),
@@ -527,30 +530,31 @@ impl PacketBackend {
 
 /// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so
 /// they must outlive its use.
-fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut libc::iovec) -> libc::msghdr {
+fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut [libc::iovec]) -> libc::msghdr {
     // SAFETY: msghdr is plain data; all zeroes is a valid value.
     let mut msg: libc::msghdr = unsafe { zeroed() };
     msg.msg_name = ptr::from_mut(sll).cast();
     msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-    msg.msg_iov = iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
     msg
 }
 
 impl NetBackend for PacketBackend {
-    fn tx(&self, vnet_hdr: &[u8], packet: &[u8]) -> Result<(), Errno> {
+    fn tx(&self, vnet_hdr: &[u8], packet: &[&[u8]]) -> Result<(), Errno> {
         let result = if vnet_hdr.len() < VNET_HDR_LEN || vnet_hdr[1] != VNET_HDR_GSO_NONE {
-            // LKL's device offers no segmentation offload, so no GSO packet should come.
+            // LKL's device segments in software, so no GSO packet should come.
             Err(Errno::EINVAL)
         } else if vnet_hdr[0] & VNET_HDR_F_NEEDS_CSUM != 0 {
-            // Nor checksum offload today; if it ever comes, finish the checksum here (the
-            // SOCK_DGRAM socket cannot take a vnet header to let the host do it).
+            // The device completes checksums itself; should a partial one come anyway,
+            // finish it here (the SOCK_DGRAM socket cannot take a vnet header to let the
+            // host do it).
             let start = usize::from(u16::from_le_bytes([vnet_hdr[6], vnet_hdr[7]]));
             let offset = usize::from(u16::from_le_bytes([vnet_hdr[8], vnet_hdr[9]]));
-            let mut copy = packet.to_vec();
+            let mut copy = packet.concat();
             complete_checksum(&mut copy, start, offset)
                 .ok_or(Errno::EINVAL)
-                .and_then(|()| self.send(&copy))
+                .and_then(|()| self.send(&[&copy]))
         } else {
             self.send(packet)
         };
@@ -575,7 +579,7 @@ impl NetBackend for PacketBackend {
             iov_base: packet.as_mut_ptr().cast(),
             iov_len: packet.len(),
         };
-        let mut msg = ll_msghdr(&mut sll, &mut iov);
+        let mut msg = ll_msghdr(&mut sll, std::slice::from_mut(&mut iov));
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = size_of_val(&control);
         // SAFETY: msg names sll, the control buffer and one iovec over `packet`, all alive

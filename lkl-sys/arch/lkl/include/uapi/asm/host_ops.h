@@ -99,7 +99,8 @@ struct lkl_netdev;
  */
 struct lkl_netdev_ops {
 	/*
-	 * Send one packet: iov[0] is the virtio_net_hdr, the rest the packet.
+	 * Send one packet: iov[0] is the virtio_net_hdr, iov[1..cnt] the
+	 * packet's pieces in order (the IP header starts iov[1]).
 	 * Called with the CPU held; must not block for long. Returns 0 or a
 	 * negative errno (the packet is then counted as dropped).
 	 */
