@@ -19,7 +19,7 @@ use lkl::sys::{__NR_getsockopt, SOL_SOCKET, SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD};
 use lkl::Errno;
 
 use crate::fdtable::Socket;
-use crate::ffi::{host_result, SysResult};
+use crate::ffi::{host_result, read_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
 use crate::poll::{lkl_poll_now, timespec, Deadline};
 use crate::{host, stack};
@@ -153,21 +153,15 @@ pub struct IovCursor {
 }
 
 impl IovCursor {
-    /// # Safety
-    /// `iov` points to `n` iovecs (or n is 0), as for readv.
-    pub unsafe fn new(iov: *const iovec, n: usize) -> IovCursor {
-        let iov = if n == 0 || iov.is_null() {
-            Vec::new()
-        } else {
-            // SAFETY: the caller's array of n entries.
-            unsafe { std::slice::from_raw_parts(iov, n) }.to_vec()
-        };
+    /// The program's `n` iovecs at `iov` (EFAULT for a bad pointer).
+    pub fn new(iov: *const iovec, n: usize) -> SysResult<IovCursor> {
+        let iov = read_user_slice(iov, n)?;
         let total = iov.iter().map(|v| v.iov_len).sum();
-        IovCursor {
+        Ok(IovCursor {
             iov,
             rest: Vec::new(),
             total,
-        }
+        })
     }
 
     /// The iovecs that remain after `done` bytes, as (pointer, count).

@@ -114,6 +114,11 @@ static USED: AtomicUsize = AtomicUsize::new(0);
 /// In a forked child, LKL does not run: objects are forgotten, never released.
 static ORPHANED: AtomicBool = AtomicBool::new(false);
 
+/// Whether any number stands for an LKL object (if not, every call is the host's).
+pub fn in_use() -> bool {
+    USED.load(Ordering::Acquire) != 0
+}
+
 /// The object behind host fd `fd`, if it is one of ours.
 pub fn get(fd: c_int) -> Option<Arc<Entry>> {
     if USED.load(Ordering::Acquire) == 0 || fd < 0 {

@@ -71,3 +71,53 @@ pub fn host_result<T: CReturn + PartialEq>(ret: T) -> SysResult<T> {
 pub fn narrow<T: TryFrom<c_long>>(r: SysResult<c_long>) -> SysResult<T> {
     r.map(|v| T::try_from(v).unwrap_or_else(|_| panic!("kernel returned out-of-range {v}")))
 }
+
+/// Reads a `T` the program handed in; EFAULT if the pointer is bad (instead of a crash).
+pub fn read_user<T: Copy>(p: *const T) -> SysResult<T> {
+    let mut v = std::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: the destination is our own T-sized buffer; the source is the program's
+    // pointer, which the guarded copy may find bad. T is Copy (plain data).
+    if p.is_null()
+        || !unsafe { lkl::copy_guarded(v.as_mut_ptr().cast(), p.cast(), std::mem::size_of::<T>()) }
+    {
+        return Err(Errno::EFAULT);
+    }
+    // SAFETY: fully written by the copy.
+    Ok(unsafe { v.assume_init() })
+}
+
+/// Reads `n` `T`s the program handed in.
+pub fn read_user_slice<T: Copy>(p: *const T, n: usize) -> SysResult<Vec<T>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let bytes = n
+        .checked_mul(std::mem::size_of::<T>())
+        .ok_or(Errno::EINVAL)?;
+    // SAFETY: as in read_user, into the vector's spare capacity of n elements.
+    if p.is_null() || !unsafe { lkl::copy_guarded(v.as_mut_ptr().cast(), p.cast(), bytes) } {
+        return Err(Errno::EFAULT);
+    }
+    // SAFETY: n elements were written.
+    unsafe { v.set_len(n) };
+    Ok(v)
+}
+
+/// Writes `values` to where the program pointed.
+pub fn write_user_slice<T: Copy>(p: *mut T, values: &[T]) -> SysResult<()> {
+    // SAFETY: the source is our own slice; the destination the program's pointer.
+    if !values.is_empty()
+        && (p.is_null()
+            || !unsafe {
+                lkl::copy_guarded(
+                    p.cast(),
+                    values.as_ptr().cast(),
+                    std::mem::size_of_val(values),
+                )
+            })
+    {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
+}

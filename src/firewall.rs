@@ -190,8 +190,14 @@ impl Firewall {
             Action::Off => {}
             // One complete line to copy, rather than pieces.
             Action::Warn => self.warn(&self.full_commands(tcp, udp)),
-            Action::Print => self.add_commands(proto, added).iter().for_each(|c| self.print(c)),
-            Action::Run => self.add_commands(proto, added).iter().for_each(|c| self.run(c)),
+            Action::Print => self
+                .add_commands(proto, added)
+                .iter()
+                .for_each(|c| self.print(c)),
+            Action::Run => self
+                .add_commands(proto, added)
+                .iter()
+                .for_each(|c| self.run(c)),
         }
     }
 

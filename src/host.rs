@@ -91,6 +91,10 @@ forward! {
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec,
              mask: *const libc::sigset_t) -> c_int;
+    fn select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set,
+              timeout: *mut libc::timeval) -> c_int;
+    fn pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set,
+               timeout: *const timespec, mask: *const libc::sigset_t) -> c_int;
     fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int;
     fn epoll_pwait2(epfd: c_int, events: *mut epoll_event, max: c_int,
                     timeout: *const timespec, mask: *const libc::sigset_t) -> c_int;

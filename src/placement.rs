@@ -14,7 +14,7 @@ use lkl::sys::__NR_getsockname;
 use lkl::Errno;
 
 use crate::fdtable::{self, Pending, Socket};
-use crate::ffi::{host_result, narrow, SysResult};
+use crate::ffi::{host_result, narrow, read_user_slice, SysResult};
 use crate::ownership::Ownership;
 use crate::policy::Clients;
 use crate::{host, stack};
@@ -40,34 +40,26 @@ pub fn start(kind: c_int, own: &Ownership) -> Start {
     }
 }
 
-/// The IP address and port of a socket address, if it is one.
+/// The IP address and port of a socket address the program handed in, if it is one (None
+/// for a bad pointer too: the kernel call that follows reports EFAULT).
 ///
 /// # Safety
-/// `addr` is null or valid for `len` bytes.
+/// None: the address is read with a fault guard.
 pub unsafe fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<(IpAddr, u16)> {
-    if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sockaddr_in>() {
+    let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    if len < std::mem::size_of::<libc::sockaddr_in>() {
         return None;
     }
-    // SAFETY: at least a sockaddr_in's worth of bytes, per the caller; the family field
-    // tells which structure it is, and a sockaddr_in6 is checked for its size.
-    unsafe {
-        match c_int::from((*addr).sa_family) {
-            libc::AF_INET => {
-                let sin = &*addr.cast::<libc::sockaddr_in>();
-                Some((
-                    IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()),
-                    u16::from_be(sin.sin_port),
-                ))
-            }
-            libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
-                let sin6 = &*addr.cast::<libc::sockaddr_in6>();
-                Some((
-                    IpAddr::from(sin6.sin6_addr.s6_addr),
-                    u16::from_be(sin6.sin6_port),
-                ))
-            }
-            _ => None,
+    let bytes = read_user_slice(addr.cast::<u8>(), len).ok()?;
+    let family = c_int::from(u16::from_ne_bytes([bytes[0], bytes[1]]));
+    let port = u16::from_be_bytes([bytes[2], bytes[3]]);
+    match family {
+        libc::AF_INET => Some((IpAddr::from([bytes[4], bytes[5], bytes[6], bytes[7]]), port)),
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            let octets: [u8; 16] = bytes[8..24].try_into().expect("16 bytes");
+            Some((IpAddr::from(octets), port))
         }
+        _ => None,
     }
 }
 
@@ -106,12 +98,8 @@ pub unsafe fn record_option(
     len: socklen_t,
 ) {
     if let Some(p) = sock.pending.lock().as_mut() {
-        let bytes = if val.is_null() {
-            Vec::new()
-        } else {
-            // SAFETY: the caller's option value of `len` bytes.
-            unsafe { std::slice::from_raw_parts(val.cast::<u8>(), len as usize) }.to_vec()
-        };
+        // The kernel has just read it: a bad pointer would have failed the call.
+        let bytes = read_user_slice(val.cast::<u8>(), len as usize).unwrap_or_default();
         p.options.push((level, name, bytes));
     }
 }
@@ -142,8 +130,7 @@ pub unsafe fn bound(
         }
         return Ok(());
     };
-    // SAFETY: as above.
-    p.bound = Some(unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), len as usize) }.to_vec());
+    p.bound = Some(read_user_slice(addr.cast::<u8>(), len as usize)?);
     // SAFETY: as above.
     let ip = unsafe { ip_of(addr, len) }.map(|(ip, _)| ip);
     if ip.is_some_and(|ip| own.lkl_only(ip)) {

@@ -14,7 +14,7 @@ use lkl::sys::__NR_ppoll;
 use lkl::Errno;
 
 use crate::fdtable::{self, Entry};
-use crate::ffi::{host_result, SysResult};
+use crate::ffi::{host_result, read_user_slice, write_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
 use crate::{host, stack};
 
@@ -189,12 +189,10 @@ fn wait_mixed(
     })
 }
 
-/// select(2)/pselect(2) through poll: the sets become pollfds and back, with Linux's
-/// mapping of poll bits to sets. `timeout` is updated with the time left when `update`.
-///
-/// # Safety
-/// Each set is null or holds at least `nfds` bits.
-pub unsafe fn select(
+/// select(2)/pselect(2) through poll: the sets (copied in and out with a fault guard)
+/// become pollfds and back, with Linux's mapping of poll bits to sets. Returns the count and
+/// the time left.
+pub fn select(
     nfds: c_int,
     sets: [*mut libc::fd_set; 3],
     timeout: Option<Duration>,
@@ -208,15 +206,24 @@ pub unsafe fn select(
     const OUT: i16 = libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLERR;
     const EX: i16 = libc::POLLPRI;
     let wanted = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI];
+    // glibc's fd_set: bit fd % 64 of word fd / 64.
+    let words = (nfds as usize).div_ceil(64);
+    let mut bits: Vec<Option<Vec<u64>>> = Vec::with_capacity(3);
+    for set in sets {
+        bits.push(if set.is_null() {
+            None
+        } else {
+            Some(read_user_slice(set.cast::<u64>().cast_const(), words)?)
+        });
+    }
+    let is_set = |w: &[u64], fd: c_int| w[fd as usize / 64] >> (fd % 64) & 1 != 0;
     let mut fds: Vec<pollfd> = Vec::new();
     for fd in 0..nfds {
-        let mut events = 0;
-        for (set, ev) in sets.iter().zip(wanted) {
-            // SAFETY: the caller vouches that non-null sets hold nfds bits.
-            if !set.is_null() && unsafe { libc::FD_ISSET(fd, *set) } {
-                events |= ev;
-            }
-        }
+        let events = bits
+            .iter()
+            .zip(wanted)
+            .filter(|(b, _)| b.as_deref().is_some_and(|w| is_set(w, fd)))
+            .fold(0, |acc, (_, ev)| acc | ev);
         if events != 0 {
             fds.push(pollfd {
                 fd,
@@ -231,19 +238,22 @@ pub unsafe fn select(
         return Err(Errno::EBADF);
     }
     let mut count = 0;
-    for set in sets.iter().filter(|s| !s.is_null()) {
-        for p in &fds {
-            // SAFETY: as above.
-            unsafe { libc::FD_CLR(p.fd, *set) };
-        }
+    for w in bits.iter_mut().flatten() {
+        w.iter_mut().for_each(|x| *x = 0);
     }
     for p in &fds {
-        for ((set, ev), bits) in sets.iter().zip(wanted).zip([IN, OUT, EX]) {
-            if !set.is_null() && p.events & ev != 0 && p.revents & bits != 0 {
-                // SAFETY: as above.
-                unsafe { libc::FD_SET(p.fd, *set) };
-                count += 1;
+        for ((b, ev), mask_bits) in bits.iter_mut().zip(wanted).zip([IN, OUT, EX]) {
+            if let Some(w) = b {
+                if p.events & ev != 0 && p.revents & mask_bits != 0 {
+                    w[p.fd as usize / 64] |= 1 << (p.fd % 64);
+                    count += 1;
+                }
             }
+        }
+    }
+    for (set, b) in sets.iter().zip(&bits) {
+        if let Some(w) = b {
+            write_user_slice(set.cast::<u64>(), w)?;
         }
     }
     Ok((count, deadline.remaining()))

@@ -45,6 +45,7 @@ pub(crate) static OPS: sys::lkl_host_ops = sys::lkl_host_ops {
     timer_alloc: Some(timer_alloc),
     timer_set_oneshot: Some(timer_set_oneshot),
     timer_free: Some(timer_free),
+    copy_user: Some(crate::fault::copy_user),
 };
 
 /// Runs an op's body; a panic cannot cross into C, so it ends the process with a message.

@@ -98,6 +98,8 @@ impl Kernel {
         let Ok(c_cmdline) = CString::new(cmdline.clone()) else {
             return Err(Error::BadOptions { cmdline });
         };
+        // Bad pointers in system calls become EFAULT instead of a crash.
+        crate::fault::install();
         // SAFETY: OPS lives forever, the command line outlives the call, and BOOTED makes this
         // the process's only call.
         let rc = unsafe { sys::lkl_start_kernel(&host_ops::OPS, c_cmdline.as_ptr()) };

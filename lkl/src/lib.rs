@@ -14,6 +14,7 @@
 mod addr;
 pub mod consts;
 mod errno;
+mod fault;
 mod host_ops;
 mod ifconfig;
 mod kernel;
@@ -22,6 +23,7 @@ pub mod packet;
 mod syscalls;
 
 pub use errno::Errno;
+pub use fault::copy_guarded;
 pub use ifconfig::{InterfaceConfig, Ipv4Net, Ipv6Net};
 pub use kernel::{BootOptions, Error, Kernel, DEFAULT_MEM_MIB, MIN_MEM_MIB};
 pub use lkl_sys as sys;

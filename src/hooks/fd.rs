@@ -4,12 +4,10 @@ use std::ffi::{c_int, c_uint, c_ulong, c_void};
 
 use lkl::sys::*;
 
-use lkl::Errno;
-
 use super::{host_call, lkl_call, on_fd};
 use crate::fdtable;
 use crate::fdtable::Socket;
-use crate::ffi::{hook, SysResult};
+use crate::ffi::{hook, read_user, SysResult};
 
 #[no_mangle]
 pub extern "C" fn close(fd: c_int) -> c_int {
@@ -89,9 +87,8 @@ fn ioctl_lkl(fd: c_int, sock: &Socket, request: c_ulong, arg: *mut c_void) -> Sy
         libc::FIOCLEX => fdtable::cloexec(fd, Some(true)).map(|_| 0),
         libc::FIONCLEX => fdtable::cloexec(fd, Some(false)).map(|_| 0),
         libc::FIONBIO => {
-            // SAFETY: FIONBIO's argument points to an int, as for ioctl.
-            let on = unsafe { arg.cast::<c_int>().as_ref() }.ok_or(Errno::EFAULT)?;
-            sock.set_nonblocking(*on != 0);
+            let on = read_user(arg.cast::<c_int>().cast_const())?;
+            sock.set_nonblocking(on != 0);
             Ok(0)
         }
         _ => lkl_call!(__NR_ioctl, sock.lkl, request, arg),

@@ -10,7 +10,7 @@ use lkl::Errno;
 use super::{chk_fail, host_call, lkl_call, lkl_socket, on_fd, sigpipe_on_epipe};
 use crate::blocking::{self, Dir, IovCursor};
 use crate::fdtable::Socket;
-use crate::ffi::{hook, SysResult};
+use crate::ffi::{hook, read_user, write_user_slice, SysResult};
 use crate::placement;
 
 /// A receive: one call, waiting first if the socket is blocking; with MSG_WAITALL on a
@@ -104,8 +104,7 @@ pub extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
         on_fd(
             fd,
             |s| {
-                // SAFETY: the caller's array of n iovecs, as for writev.
-                let mut cursor = unsafe { IovCursor::new(iov, n.max(0) as usize) };
+                let mut cursor = IovCursor::new(iov, n.max(0) as usize)?;
                 let total = cursor.total;
                 ssize(send_data(s, 0, total, |done| {
                     let (rest, count) = cursor.after(done);
@@ -194,32 +193,19 @@ pub extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t 
         on_fd(
             fd,
             |s| {
-                if msg.is_null() {
-                    return Err(Errno::EFAULT);
-                }
-                // SAFETY: the caller's msghdr and its iovecs, as for recvmsg.
-                let mut cursor = unsafe { IovCursor::new((*msg).msg_iov, (*msg).msg_iovlen) };
-                let (iov, iovlen) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen) };
+                let hdr = read_user(msg)?;
+                let mut cursor = IovCursor::new(hdr.msg_iov, hdr.msg_iovlen)?;
                 let total = cursor.total;
                 let got = receive(s, flags, total, |done| {
-                    // Later calls of a MSG_WAITALL receive fill the rest of the buffers.
-                    let (rest, count) = if done == 0 {
-                        (iov, iovlen)
-                    } else {
-                        cursor.after(done)
-                    };
-                    // SAFETY: as above; restored below.
-                    unsafe {
-                        (*msg).msg_iov = rest;
-                        (*msg).msg_iovlen = count;
+                    if done == 0 {
+                        return lkl_call!(__NR_recvmsg, s.lkl, msg, flags);
                     }
-                    lkl_call!(__NR_recvmsg, s.lkl, msg, flags)
+                    // Later calls of a MSG_WAITALL receive fill the rest of the buffers; what
+                    // they report besides the data is the first call's.
+                    let mut rest = hdr;
+                    (rest.msg_iov, rest.msg_iovlen) = cursor.after(done);
+                    lkl_call!(__NR_recvmsg, s.lkl, &mut rest as *mut msghdr, flags)
                 });
-                // SAFETY: as above.
-                unsafe {
-                    (*msg).msg_iov = iov;
-                    (*msg).msg_iovlen = iovlen;
-                }
                 ssize(got)
             },
             || host_call!(recvmsg(fd, msg, flags)),
@@ -298,17 +284,13 @@ pub extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_
         on_fd(
             fd,
             |s| {
-                if msg.is_null() {
-                    return Err(Errno::EFAULT);
-                }
-                // SAFETY: the caller's msghdr and its address, as for sendmsg.
-                let (name, namelen) = unsafe { ((*msg).msg_name, (*msg).msg_namelen) };
-                if !unsafe { placement::first_send(fd, s, name.cast(), namelen) }? {
+                let mut copy = read_user(msg)?;
+                // SAFETY: the caller's address, as for sendmsg (read with a guard).
+                if !unsafe { placement::first_send(fd, s, copy.msg_name.cast(), copy.msg_namelen) }?
+                {
                     return host();
                 }
-                // SAFETY: the caller's msghdr and its iovecs, as for sendmsg.
-                let mut copy = unsafe { *msg };
-                let mut cursor = unsafe { IovCursor::new(copy.msg_iov, copy.msg_iovlen) };
+                let mut cursor = IovCursor::new(copy.msg_iov, copy.msg_iovlen)?;
                 let total = cursor.total;
                 ssize(send_data(s, flags, total, |done| {
                     if done > 0 {
@@ -329,11 +311,12 @@ pub extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_in
         on_fd(
             fd,
             |s| {
-                if !msgs.is_null() && n > 0 {
-                    // SAFETY: the caller's first message and its address, as for sendmmsg.
-                    let (name, namelen) =
-                        unsafe { ((*msgs).msg_hdr.msg_name, (*msgs).msg_hdr.msg_namelen) };
-                    if !unsafe { placement::first_send(fd, s, name.cast(), namelen) }? {
+                if n > 0 {
+                    let first = read_user(msgs)?.msg_hdr;
+                    // SAFETY: the caller's address, as for sendmmsg (read with a guard).
+                    if !unsafe {
+                        placement::first_send(fd, s, first.msg_name.cast(), first.msg_namelen)
+                    }? {
                         return host();
                     }
                 }
@@ -362,8 +345,7 @@ fn sendfile_to_lkl(
     let mut pos = if offset.is_null() {
         host_call!(lseek64(input, 0, libc::SEEK_CUR))?
     } else {
-        // SAFETY: a non-null offset points to the caller's off_t, as for sendfile.
-        unsafe { *offset }
+        read_user(offset)?
     };
     let mut buf = vec![0u8; CHUNK.min(count.max(1))];
     let mut sent: usize = 0;
@@ -397,8 +379,7 @@ fn sendfile_to_lkl(
     if offset.is_null() {
         host_call!(lseek64(input, pos, libc::SEEK_SET))?;
     } else {
-        // SAFETY: as above.
-        unsafe { *offset = pos };
+        write_user_slice(offset, &[pos])?;
     }
     match result {
         Err(e) if sent == 0 => Err(e),

@@ -7,8 +7,8 @@ use libc::{epoll_event, fd_set, nfds_t, pollfd, sigset_t, timespec, timeval};
 use lkl::Errno;
 
 use super::{chk_fail, host_call, lkl_socket};
-use crate::ffi::{hook, SysResult};
-use crate::{epoll, poll};
+use crate::ffi::{hook, read_user, read_user_slice, write_user_slice, SysResult};
+use crate::{epoll, fdtable, poll};
 
 /// A poll-style millisecond timeout (negative: forever).
 fn from_ms(ms: c_int) -> Option<Duration> {
@@ -16,41 +16,40 @@ fn from_ms(ms: c_int) -> Option<Duration> {
 }
 
 /// A timespec timeout (null: forever).
-///
-/// # Safety
-/// `ts` is null or points to a timespec.
-unsafe fn from_timespec(ts: *const timespec) -> SysResult<Option<Duration>> {
-    // SAFETY: the caller's pointer, null or valid.
-    let Some(ts) = (unsafe { ts.as_ref() }) else {
+fn from_timespec(ts: *const timespec) -> SysResult<Option<Duration>> {
+    if ts.is_null() {
         return Ok(None);
-    };
+    }
+    let ts = read_user(ts)?;
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
         return Err(Errno::EINVAL);
     }
     Ok(Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)))
 }
 
-/// The caller's pollfd array as a slice.
-///
-/// # Safety
-/// `fds` points to `n` pollfds (or n is 0).
-unsafe fn pollfds<'a>(fds: *mut pollfd, n: nfds_t) -> &'a mut [pollfd] {
-    if n == 0 {
-        return &mut [];
+/// poll over the program's array: copied in and out with a fault guard when LKL sockets may
+/// be among them, handed to the host untouched otherwise.
+fn poll_any(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: Option<Duration>,
+    mask: *const sigset_t,
+) -> SysResult<c_int> {
+    if !fdtable::in_use() {
+        let ts = timeout.map(poll::timespec);
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+        return host_call!(ppoll(fds, n, ts_ptr, mask));
     }
-    // SAFETY: the caller's array of n entries, as for poll.
-    unsafe { std::slice::from_raw_parts_mut(fds, n as usize) }
+    let mut copy = read_user_slice(fds.cast_const(), n as usize)?;
+    let ready = poll::poll(&mut copy, timeout, mask)?;
+    write_user_slice(fds, &copy)?;
+    Ok(ready)
 }
 
 #[no_mangle]
 pub extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
     hook("poll", || {
-        // SAFETY: the caller's array, as for poll.
-        poll::poll(
-            unsafe { pollfds(fds, n) },
-            from_ms(timeout),
-            std::ptr::null(),
-        )
+        poll_any(fds, n, from_ms(timeout), std::ptr::null())
     })
 }
 
@@ -61,11 +60,7 @@ pub extern "C" fn ppoll(
     timeout: *const timespec,
     mask: *const sigset_t,
 ) -> c_int {
-    hook("ppoll", || {
-        // SAFETY: the caller's timeout and array, as for ppoll.
-        let timeout = unsafe { from_timespec(timeout) }?;
-        poll::poll(unsafe { pollfds(fds, n) }, timeout, mask)
-    })
+    hook("ppoll", || poll_any(fds, n, from_timespec(timeout)?, mask))
 }
 
 #[no_mangle]
@@ -99,20 +94,26 @@ pub extern "C" fn select(
     timeout: *mut timeval,
 ) -> c_int {
     hook("select", || {
-        // SAFETY: the caller's timeval, null or valid, as for select.
-        let limit = match unsafe { timeout.as_ref() } {
-            None => None,
-            Some(tv) if tv.tv_sec < 0 || !(0..1_000_000).contains(&tv.tv_usec) => {
-                return Err(Errno::EINVAL)
+        if !fdtable::in_use() {
+            return host_call!(select(nfds, r, w, e, timeout));
+        }
+        let limit = if timeout.is_null() {
+            None
+        } else {
+            let tv = read_user(timeout.cast_const())?;
+            if tv.tv_sec < 0 || !(0..1_000_000).contains(&tv.tv_usec) {
+                return Err(Errno::EINVAL);
             }
-            Some(tv) => Some(Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000)),
+            Some(Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000))
         };
-        // SAFETY: the caller's sets hold nfds bits each, as for select.
-        let (n, left) = unsafe { poll::select(nfds, [r, w, e], limit, std::ptr::null()) }?;
+        let (n, left) = poll::select(nfds, [r, w, e], limit, std::ptr::null())?;
         // Linux reports the time not slept.
-        if let (Some(tv), Some(left)) = (unsafe { timeout.as_mut() }, left) {
-            tv.tv_sec = left.as_secs() as _;
-            tv.tv_usec = left.subsec_micros() as _;
+        if let Some(left) = left.filter(|_| !timeout.is_null()) {
+            let tv = libc::timeval {
+                tv_sec: left.as_secs() as _,
+                tv_usec: left.subsec_micros() as _,
+            };
+            write_user_slice(timeout, &[tv])?;
         }
         Ok(n)
     })
@@ -128,9 +129,10 @@ pub extern "C" fn pselect(
     mask: *const sigset_t,
 ) -> c_int {
     hook("pselect", || {
-        // SAFETY: the caller's timeout and sets, as for pselect.
-        let limit = unsafe { from_timespec(timeout) }?;
-        unsafe { poll::select(nfds, [r, w, e], limit, mask) }.map(|(n, _)| n)
+        if !fdtable::in_use() {
+            return host_call!(pselect(nfds, r, w, e, timeout, mask));
+        }
+        poll::select(nfds, [r, w, e], from_timespec(timeout)?, mask).map(|(n, _)| n)
     })
 }
 
@@ -196,8 +198,7 @@ pub extern "C" fn epoll_pwait2(
     mask: *const sigset_t,
 ) -> c_int {
     hook("epoll_pwait2", || {
-        // SAFETY: the caller's timeout and buffer, as for epoll_pwait2.
-        let timeout = unsafe { from_timespec(timeout) }?;
+        let timeout = from_timespec(timeout)?;
         epoll::wait(epfd, unsafe { events(ev, max) }?, timeout, mask)
     })
 }

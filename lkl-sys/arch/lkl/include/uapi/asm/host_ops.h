@@ -81,6 +81,14 @@ struct lkl_host_ops {
 	int (*timer_set_oneshot)(struct lkl_timer *timer,
 				 unsigned long long delta_ns);
 	void (*timer_free)(struct lkl_timer *timer);
+
+	/*
+	 * Copy n bytes between kernel memory and memory a host program handed
+	 * in (the "user" side of either direction). A pointer the program got
+	 * wrong must not crash the process: return how many bytes could not
+	 * be copied (0 on success), and the kernel reports EFAULT.
+	 */
+	unsigned long (*copy_user)(void *dst, const void *src, unsigned long n);
 };
 
 /* The layout of struct iovec on the host. */
