@@ -8,6 +8,7 @@
 #include <linux/kernel.h>
 #include <linux/memblock.h>
 #include <linux/mm.h>
+#include <linux/oom.h>
 #include <linux/string.h>
 #include <asm/page.h>
 #include <asm/sections.h>
@@ -93,3 +94,17 @@ void lkl_mem_cleanup(void)
 	lkl_ops->mem_free(ram);
 	ram = NULL;
 }
+
+/*
+ * Only host tasks run here, and the OOM killer can choose none of them, so
+ * it would panic ("System is deadlocked on memory") and take the program
+ * down. Without it an allocation that finds no memory fails, and the program
+ * gets ENOMEM or ENOBUFS from the call that needed it.
+ */
+static int __init lkl_disable_oom_killer(void)
+{
+	if (!oom_killer_disable(1))
+		pr_warn("lkl: the OOM killer stays enabled\n");
+	return 0;
+}
+late_initcall(lkl_disable_oom_killer);
