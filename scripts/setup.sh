@@ -10,6 +10,8 @@ packages=(
     clang libclang-dev
     # tests, demos and benchmarks
     iproute2 iputils-ping python3 curl iperf3
+    # scripts/bench.sh draws its goodput-vs-loss plot with gnuplot
+    gnuplot-nox
     # real programs the hijack tests run under the preload (tests/*_on_lkl.rs), their clients
     # (wrk, redis-benchmark in redis-tools) and gccgo for the Go server built at test time
     nginx redis-server redis-tools wrk gccgo-12

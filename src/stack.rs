@@ -159,6 +159,20 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
             .sysctl_write("net.core.default_qdisc", q)
             .map_err(|e| format!("LKL_HIJACK_NET_QDISC={q}: not a qdisc of this kernel ({e})"))?;
     }
+    // LKL's own fd limit (1024 by default) would cap a server's connections long before the
+    // host's: every LKL socket also holds a host placeholder, so the host limit still rules.
+    let unlimited = libc::rlimit64 {
+        rlim_cur: 1 << 20,
+        rlim_max: 1 << 20,
+    };
+    // SAFETY: prlimit64 reads the new limit from a live struct; no old one is asked for.
+    unsafe {
+        kernel.syscall(
+            lkl::sys::__NR_prlimit64,
+            [0, libc::RLIMIT_NOFILE as c_long, &unlimited as *const _ as c_long, 0, 0, 0],
+        )
+    }
+    .map_err(|e| format!("cannot raise the kernel's fd limit: {e}"))?;
     let net = &cfg.net;
     let policy = &cfg.policy;
     // LKL's own clients take ports the host's do not (its ip_local_port_range).
