@@ -41,11 +41,9 @@ pub fn start(kind: c_int, own: &Ownership) -> Start {
 }
 
 /// The IP address and port of a socket address the program handed in, if it is one (None
-/// for a bad pointer too: the kernel call that follows reports EFAULT).
-///
-/// # Safety
-/// None: the address is read with a fault guard.
-pub unsafe fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<(IpAddr, u16)> {
+/// for a bad pointer too: it is read with a fault guard, and the kernel call that follows
+/// reports EFAULT).
+pub fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<(IpAddr, u16)> {
     let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
     if len < std::mem::size_of::<libc::sockaddr_in>() {
         return None;
@@ -82,8 +80,7 @@ fn lkl_port(sock: &Socket) -> SysResult<u16> {
         )
     })?;
     let _ = r;
-    // SAFETY: the kernel filled `len` bytes of the storage.
-    Ok(unsafe { ip_of((&ss as *const libc::sockaddr_storage).cast(), len) }.map_or(0, |(_, p)| p))
+    Ok(ip_of((&ss as *const libc::sockaddr_storage).cast(), len).map_or(0, |(_, p)| p))
 }
 
 /// Notes a successful setsockopt on a provisional socket.
@@ -120,9 +117,8 @@ pub unsafe fn bound(
     let Some(p) = pending.as_mut() else {
         drop(pending);
         // A settled UDP socket bound on a shared address: its datagrams are LKL's.
-        // SAFETY: as above.
         if !sock.stream {
-            if let Some((_, port)) = unsafe { ip_of(addr, len) } {
+            if let Some((_, port)) = ip_of(addr, len) {
                 if port != 0 {
                     own.udp_bound(port);
                 }
@@ -131,8 +127,7 @@ pub unsafe fn bound(
         return Ok(());
     };
     p.bound = Some(read_user_slice(addr.cast::<u8>(), len as usize)?);
-    // SAFETY: as above.
-    let ip = unsafe { ip_of(addr, len) }.map(|(ip, _)| ip);
+    let ip = ip_of(addr, len).map(|(ip, _)| ip);
     if ip.is_some_and(|ip| own.lkl_only(ip)) {
         *pending = None;
     } else if !sock.stream {
@@ -142,6 +137,16 @@ pub unsafe fn bound(
     Ok(())
 }
 
+/// Whether a provisional socket was bound to an address only LKL has.
+fn bound_to_lkl_only(sock: &Socket, own: &Ownership) -> bool {
+    sock.pending
+        .lock()
+        .as_ref()
+        .and_then(|p| p.bound.as_ref())
+        .and_then(|b| ip_of(b.as_ptr().cast(), b.len() as socklen_t))
+        .is_some_and(|(ip, _)| own.lkl_only(ip))
+}
+
 /// Before listen: a listener on a port the policy gives LKL stays (and LKL owns the port);
 /// any other moves to the host. Returns whether the socket is (still) LKL's.
 pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
@@ -149,15 +154,7 @@ pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
     let port = lkl_port(sock)?;
     let provisional = sock.pending.lock().is_some();
     if provisional {
-        let bound_to_lkl_only = sock
-            .pending
-            .lock()
-            .as_ref()
-            .and_then(|p| p.bound.as_ref())
-            // SAFETY: a recorded sockaddr of its recorded length.
-            .and_then(|b| unsafe { ip_of(b.as_ptr().cast(), b.len() as socklen_t) })
-            .is_some_and(|(ip, _)| own.lkl_only(ip));
-        let lkl = bound_to_lkl_only
+        let lkl = bound_to_lkl_only(sock, own)
             || (port != 0 && own.policy.listens_in_lkl(port))
             || (port == 0 && own.policy.listen_ports.is_none());
         if !lkl {
@@ -193,18 +190,9 @@ pub unsafe fn connect(
         return Ok(true);
     }
     let own = stack::ownership();
-    // SAFETY: the caller's address.
-    let to_lkl_listener = unsafe { ip_of(addr, len) }
+    let to_lkl_listener = ip_of(addr, len)
         .is_some_and(|(ip, port)| sock.stream && own.is_local(ip) && own.lkl_listens_on(port));
-    let bound_to_lkl_only = sock
-        .pending
-        .lock()
-        .as_ref()
-        .and_then(|p| p.bound.as_ref())
-        // SAFETY: a recorded sockaddr of its recorded length.
-        .and_then(|b| unsafe { ip_of(b.as_ptr().cast(), b.len() as socklen_t) })
-        .is_some_and(|(ip, _)| own.lkl_only(ip));
-    if to_lkl_listener || bound_to_lkl_only || own.policy.clients == Clients::Lkl {
+    if to_lkl_listener || bound_to_lkl_only(sock, own) || own.policy.clients == Clients::Lkl {
         *sock.pending.lock() = None;
         return Ok(true);
     }

@@ -169,7 +169,14 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
     unsafe {
         kernel.syscall(
             lkl::sys::__NR_prlimit64,
-            [0, libc::RLIMIT_NOFILE as c_long, &unlimited as *const _ as c_long, 0, 0, 0],
+            [
+                0,
+                libc::RLIMIT_NOFILE as c_long,
+                &unlimited as *const _ as c_long,
+                0,
+                0,
+                0,
+            ],
         )
     }
     .map_err(|e| format!("cannot raise the kernel's fd limit: {e}"))?;

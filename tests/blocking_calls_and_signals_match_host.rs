@@ -8,22 +8,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{check_output, command_in, lkl_env, venet};
+use common::{build_c, check_output, command_in, lkl_env, venet, CSource};
 use lkl_rig::Topology;
 
 fn build() -> PathBuf {
-    let src = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/programs/blocking_signals.c"
-    );
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("blocking_signals");
-    check_output(
-        std::process::Command::new("cc")
-            .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-            .arg(&out)
-            .arg(src),
-    );
-    out
+    build_c("blocking_signals", CSource::File)
 }
 
 #[test]

@@ -6,10 +6,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
 use lkl_rig::Topology;
@@ -20,60 +18,6 @@ const CONNECTIONS: usize = 1000;
 const THREADS: usize = 10;
 const BYTES: usize = 4096;
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The example binary cargo builds next to this test (`target/<profile>/examples/`); built
-/// here when `cargo test --test` did not build examples or the source is newer.
-fn echo_server() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples/echo_server");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/echo_server.rs");
-    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
-    let fresh = matches!((mtime(&bin), mtime(&src)), (Some(b), Some(s)) if b >= s);
-    if !fresh {
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile directory name");
-        let profile = if profile == "debug" { "dev" } else { profile };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "echo_server", "--profile", profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build --example echo_server failed");
-    }
-    assert!(
-        mtime(&bin).unwrap_or(SystemTime::UNIX_EPOCH) >= mtime(&src).expect("echo_server.rs"),
-        "{} is missing or older than its source",
-        bin.display()
-    );
-    bin
-}
-
-/// This process holds every client connection: make room for them.
-fn raise_fd_limit(needed: u64) {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
-        if rl.rlim_cur < needed {
-            rl.rlim_cur = needed;
-            rl.rlim_max = rl.rlim_max.max(needed);
-            assert_eq!(
-                libc::setrlimit(libc::RLIMIT_NOFILE, &rl),
-                0,
-                "cannot raise RLIMIT_NOFILE to {needed}"
-            );
-        }
-    }
-}
 
 /// What connection `i` sends: its index, then bytes derived from it.
 fn payload(i: usize) -> Vec<u8> {
@@ -131,7 +75,7 @@ fn exchange(streams: &mut [TcpStream], first: usize) -> Result<(), String> {
 
 #[test]
 fn echo_server_under_lkl_echoes_1000_concurrent_connections_and_udp() {
-    let bin = echo_server();
+    let bin = echo_server_bin();
     let topo = venet();
     // Bound to LKL's own address, TCP and UDP alike belong to LKL.
     let addr = lkl_v4(&topo, PORT);

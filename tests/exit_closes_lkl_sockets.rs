@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{check_output, command_in, lkl_env, venet};
+use common::{build_c, command_in, lkl_env, venet, CSource};
 use lkl_rig::Topology;
 
 const PROGRAM: &str = r#"
@@ -31,17 +31,7 @@ int main(int argc, char **argv)
 "#;
 
 fn build() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("exit_without_close.c");
-    let out = dir.join("exit_without_close");
-    std::fs::write(&src, PROGRAM).unwrap();
-    check_output(
-        std::process::Command::new("cc")
-            .arg("-o")
-            .arg(&out)
-            .arg(&src),
-    );
-    out
+    build_c("exit_without_close", CSource::Text(PROGRAM))
 }
 
 #[test]

@@ -13,11 +13,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use apps::{write_random_file, Scratch};
-use common::{command_in, venet};
+use common::{command_in, http_server_argv, venet};
 use lkl_rig::{Topology, VenetTopology};
 use shared_ip::{
     host_tcp_out_rsts, http_get_expect, iptables_lklh_lines, lklhijack_tables, shared_ip_env,
-    wait_until, LoggedServer, RUN_HTTP_SERVER,
+    wait_until, LoggedServer,
 };
 
 const PORT: u16 = 8000;
@@ -30,26 +30,15 @@ const WITHOUT_NFT: &str = "mount --bind /dev/null /usr/sbin/nft && exec \"$@\"";
 fn serve(topo: &VenetTopology, www: &Scratch) -> LoggedServer {
     let (bind, port) = (topo.addrs().host_v4.to_string(), PORT.to_string());
     let dir = www.path.display().to_string();
+    let python = http_server_argv(&port, &bind, &dir);
     let mut server = LoggedServer::spawn(
         command_in(
             topo.container_ns(),
             "unshare",
-            &[
-                "--mount",
-                "sh",
-                "-c",
-                WITHOUT_NFT,
-                "sh",
-                "/usr/bin/python3",
-                "-u",
-                "-c",
-                RUN_HTTP_SERVER,
-                &port,
-                "--bind",
-                &bind,
-                "--directory",
-                &dir,
-            ],
+            &["--mount", "sh", "-c", WITHOUT_NFT, "sh"]
+                .into_iter()
+                .chain(python.iter().map(String::as_str))
+                .collect::<Vec<_>>(),
             &shared_ip_env(topo),
         ),
         "python3 -m http.server without nft",

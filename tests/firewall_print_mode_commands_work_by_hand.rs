@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use apps::{write_random_file, Scratch};
-use common::{check_output, command_in, venet};
+use common::{check_output, http_server_command, venet};
 use lkl_rig::{Topology, VenetTopology};
 use shared_ip::{
     firewall_commands, host_tcp_out_rsts, http_get_expect, iptables_lklh_lines, lklhijack_tables,
     mentions_port, nft_table_listing, set_env, shared_ip_env, table_name, wait_until, LoggedServer,
-    TableGuard, RUN_HTTP_SERVER,
+    TableGuard,
 };
 
 const PORT: u16 = 8000;
@@ -30,21 +30,7 @@ fn http_server(topo: &VenetTopology, www: &str, firewall: Option<&str>) -> Logge
     let bind = topo.addrs().host_v4.to_string();
     let port = PORT.to_string();
     LoggedServer::spawn(
-        command_in(
-            topo.container_ns(),
-            "/usr/bin/python3",
-            &[
-                "-u",
-                "-c",
-                RUN_HTTP_SERVER,
-                &port,
-                "--bind",
-                &bind,
-                "--directory",
-                www,
-            ],
-            &env,
-        ),
+        http_server_command(topo.container_ns(), &port, &bind, www, &env),
         &format!("python3 -m http.server (firewall {firewall:?})"),
     )
 }

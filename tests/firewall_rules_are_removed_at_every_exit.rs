@@ -14,11 +14,11 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use apps::Scratch;
-use common::{command_in, lkl_env, lkl_v4, venet};
+use common::{command_in, http_server_command, lkl_env, lkl_v4, venet};
 use lkl_rig::{Topology, VenetTopology};
 use shared_ip::{
     dead_pid, iptables_lklh_lines, lklhijack_tables, nft, shared_ip_env, table_name, wait_until,
-    LoggedServer, TableGuard, RUN_HTTP_SERVER,
+    LoggedServer, TableGuard,
 };
 
 const PORT: u16 = 8000;
@@ -39,21 +39,7 @@ s.close()
 fn http_server(topo: &VenetTopology, www: &Scratch) -> LoggedServer {
     let bind = topo.addrs().lkl_v4.to_string();
     let (port, dir) = (PORT.to_string(), www.path.display().to_string());
-    let mut cmd = command_in(
-        topo.container_ns(),
-        "/usr/bin/python3",
-        &[
-            "-u",
-            "-c",
-            RUN_HTTP_SERVER,
-            &port,
-            "--bind",
-            &bind,
-            "--directory",
-            &dir,
-        ],
-        &lkl_env(topo),
-    );
+    let mut cmd = http_server_command(topo.container_ns(), &port, &bind, &dir, &lkl_env(topo));
     // SIGINT at its default in the child, whatever this test inherited (a background job of a
     // non-interactive shell has it ignored, and python then installs no handler for it).
     // SAFETY: signal(2) is async-signal-safe; nothing else runs in the forked child.
@@ -268,21 +254,7 @@ fn a_start_removes_tables_of_dead_instances_and_keeps_live_ones() {
     let bind = topo.addrs().host_v4.to_string();
     let dir = www.path.display().to_string();
     let live = LoggedServer::spawn(
-        command_in(
-            ns,
-            "/usr/bin/python3",
-            &[
-                "-u",
-                "-c",
-                RUN_HTTP_SERVER,
-                "8001",
-                "--bind",
-                &bind,
-                "--directory",
-                &dir,
-            ],
-            &shared_ip_env(&topo),
-        ),
+        http_server_command(ns, "8001", &bind, &dir, &shared_ip_env(&topo)),
         "live instance",
     );
     assert_table_exists(&topo, live.pid());

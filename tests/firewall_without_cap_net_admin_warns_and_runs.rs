@@ -9,9 +9,9 @@ mod shared_ip;
 use std::time::Duration;
 
 use apps::{curl_get, http_url, Scratch};
-use common::{command_in, lkl_env, lkl_v4, venet};
+use common::{command_in, http_server_argv, lkl_env, lkl_v4, venet};
 use lkl_rig::Topology;
-use shared_ip::{iptables_lklh_lines, lklhijack_tables, table_name, LoggedServer, RUN_HTTP_SERVER};
+use shared_ip::{iptables_lklh_lines, lklhijack_tables, table_name, LoggedServer};
 
 const PORT: u16 = 8000;
 const CAP_NET_ADMIN: u32 = 12;
@@ -42,24 +42,15 @@ fn without_cap_net_admin_the_server_warns_once_with_the_commands_and_serves() {
 
     // setpriv drops CAP_NET_ADMIN from the bounding and inheritable sets, so the exec'd python
     // (same pid) runs without it; CAP_NET_RAW, which the packet socket needs, stays.
+    let python = http_server_argv(&port, &bind, &www);
     let mut server = LoggedServer::spawn(
         command_in(
             topo.container_ns(),
             "setpriv",
-            &[
-                "--inh-caps=-net_admin",
-                "--bounding-set=-net_admin",
-                "--",
-                "/usr/bin/python3",
-                "-u",
-                "-c",
-                RUN_HTTP_SERVER,
-                &port,
-                "--bind",
-                &bind,
-                "--directory",
-                &www,
-            ],
+            &["--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"]
+                .into_iter()
+                .chain(python.iter().map(String::as_str))
+                .collect::<Vec<_>>(),
             &lkl_env(&topo),
         ),
         "python3 -m http.server without CAP_NET_ADMIN",

@@ -4,24 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::*;
 use lkl_rig::Topology;
 
 /// `tests/programs/many_fds.c`, compiled into cargo's scratch directory.
 fn many_fds() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/many_fds.c");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("many_fds");
-    let status = Command::new("cc")
-        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "cc {} failed", src.display());
-    out
+    build_c("many_fds", CSource::File)
 }
 
 #[test]

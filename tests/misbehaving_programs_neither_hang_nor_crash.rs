@@ -15,28 +15,18 @@ mod shared_ip;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{check_output, command_in, lkl_env, venet, Server};
+use common::{build_c, command_in, lkl_env, venet, CSource, Server};
 use lkl_rig::{Topology, VenetTopology};
 
 fn program() -> &'static str {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/misbehaving.c");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("misbehaving");
-        check_output(
-            Command::new("cc")
-                .args(["-O1", "-g", "-Wall", "-Werror", "-pthread", "-o"])
-                .arg(&out)
-                .arg(src),
-        );
-        out
-    })
-    .to_str()
-    .unwrap()
+    BIN.get_or_init(|| build_c("misbehaving", CSource::File))
+        .to_str()
+        .unwrap()
 }
 
 struct Run {

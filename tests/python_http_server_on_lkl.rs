@@ -8,13 +8,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use apps::{curl_download, http_url, lkl_v6, sha256_of, write_random_file, Scratch, MIB};
-use common::{command_in, host_listens_on, lkl_env, lkl_v4, venet, Server};
+use common::{host_listens_on, http_server_command, lkl_env, lkl_v4, venet, Server};
 use lkl_rig::Topology;
 
 const PORT: u16 = 8000;
-/// `python3 -m http.server ARGS` without the reverse lookup of the bind address.
-const RUN_HTTP_SERVER: &str = "import runpy, socket; socket.getfqdn = lambda name='': name; \
-     runpy.run_module('http.server', run_name='__main__', alter_sys=True)";
 
 #[test]
 fn python_http_server_on_lkl_serves_a_50_mib_file_intact_to_the_peer() {
@@ -40,26 +37,8 @@ fn serve_and_download(topo: &dyn Topology, addr: SocketAddr, size: u64) {
     let port = PORT.to_string();
     let bind = addr.ip().to_string();
     let www_s = www.display().to_string();
-    // Debian's interpreter by path: a version manager's shim on PATH would be a shell script.
-    // `-m http.server` through runpy, with one change: http.server names itself by a reverse
-    // DNS lookup of the bind address, and the rig has no resolver (the query would go to the
-    // machine's nameserver, outside the rig, and time out for 10 s).
     let mut server = Server::spawn(
-        command_in(
-            topo.container_ns(),
-            "/usr/bin/python3",
-            &[
-                "-u",
-                "-c",
-                RUN_HTTP_SERVER,
-                &port,
-                "--bind",
-                &bind,
-                "--directory",
-                &www_s,
-            ],
-            &lkl_env(topo),
-        ),
+        http_server_command(topo.container_ns(), &port, &bind, &www_s, &lkl_env(topo)),
         "python3 -m http.server",
     );
     server.wait_listening(topo.peer_ns(), addr, Duration::from_secs(20));

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apps::{write_random_file, Scratch};
-use common::{command_in, host_listens_on, venet};
+use common::{host_listens_on, http_server_command, venet};
 use lkl_rig::Topology;
 use shared_ip::{
     host_tcp_out_rsts, http_get_expect, mentions_port, nft_table_listing, shared_ip_env,
-    table_name, LoggedServer, TcpService, RUN_HTTP_SERVER,
+    table_name, LoggedServer, TcpService,
 };
 
 /// The host stack's TCP service.
@@ -72,19 +72,11 @@ fn host_tcp_udp_icmp_and_an_lkl_http_server_share_the_container_address() {
     let bind = a.host_v4.to_string();
     let port = LKL_PORT.to_string();
     let mut server = LoggedServer::spawn(
-        command_in(
+        http_server_command(
             topo.container_ns(),
-            "/usr/bin/python3",
-            &[
-                "-u",
-                "-c",
-                RUN_HTTP_SERVER,
-                &port,
-                "--bind",
-                &bind,
-                "--directory",
-                &www_s,
-            ],
+            &port,
+            &bind,
+            &www_s,
             &shared_ip_env(&topo),
         ),
         "python3 -m http.server (LKL, shared IP)",

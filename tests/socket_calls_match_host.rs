@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
@@ -24,18 +24,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(45);
 fn socket_calls() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/socket_calls.c");
-            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("socket_calls");
-            let status = Command::new("cc")
-                .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-                .arg(&out)
-                .arg(&src)
-                .status()
-                .expect("run cc");
-            assert!(status.success(), "cc {} failed", src.display());
-            out
-        })
+        .get_or_init(|| build_c("socket_calls", CSource::File))
         .clone()
 }
 

@@ -14,7 +14,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{check_output, command_in, lkl_env, venet};
+use common::{build_c, check_output, command_in, lkl_env, venet, CSource};
 use lkl_rig::Topology;
 
 const PROGRAM: &str = r#"
@@ -114,17 +114,7 @@ int main(int argc, char **argv)
 "#;
 
 fn build() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("errno_after_success.c");
-    let out = dir.join("errno_after_success");
-    std::fs::write(&src, PROGRAM).unwrap();
-    check_output(
-        std::process::Command::new("cc")
-            .args(["-O2", "-pthread", "-o"])
-            .arg(&out)
-            .arg(&src),
-    );
-    out
+    build_c("errno_after_success", CSource::Text(PROGRAM))
 }
 
 /// The counts the program printed, by name.

@@ -5,10 +5,10 @@
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use lkl_rig::{Netns, Topology, VenetTopology};
 
@@ -199,4 +199,134 @@ pub fn check_output(cmd: &mut Command) -> String {
         );
     }
     stdout
+}
+
+/// Runs http.server's own `__main__`, with one change: it names itself by a reverse DNS lookup
+/// of the bind address, and the rig has no resolver (the query would leave for the machine's
+/// nameserver and time out after 10 s).
+const RUN_HTTP_SERVER: &str = "import runpy, socket; socket.getfqdn = lambda name='': name; \
+     runpy.run_module('http.server', run_name='__main__', alter_sys=True)";
+
+/// The interpreter and arguments of `python3 -m http.server PORT --bind BIND --directory DIR`
+/// (Debian's interpreter by path: a version manager's shim on PATH would be a shell script).
+pub fn http_server_argv(port: &str, bind: &str, dir: &str) -> Vec<String> {
+    [
+        "/usr/bin/python3",
+        "-u",
+        "-c",
+        RUN_HTTP_SERVER,
+        port,
+        "--bind",
+        bind,
+        "--directory",
+        dir,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `python3 -m http.server` in `ns` with `env` (see [`http_server_argv`]).
+pub fn http_server_command(
+    ns: &Netns,
+    port: &str,
+    bind: &str,
+    dir: &str,
+    env: &[(String, String)],
+) -> Command {
+    let argv = http_server_argv(port, bind, dir);
+    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    command_in(ns, &argv[0], &args, env)
+}
+
+/// Where a C program for the tests comes from.
+pub enum CSource<'a> {
+    /// `tests/programs/NAME.c`.
+    File,
+    /// This text.
+    Text(&'a str),
+}
+
+/// Compiles C program `name` (`cc -O1 -g -Wall -Werror -pthread`) into cargo's scratch
+/// directory and returns its path. Tests of one binary may build the same program at once:
+/// each compiles to its own file and renames it into place.
+pub fn build_c(name: &str, source: CSource) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let src = match source {
+        CSource::File => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"))
+        }
+        CSource::Text(text) => {
+            let src = dir.join(format!("{name}.c"));
+            std::fs::write(&src, text).expect("write the C source");
+            src
+        }
+    };
+    let out = dir.join(name);
+    let tmp = dir.join(format!(
+        "{name}.{}.{:?}.tmp",
+        std::process::id(),
+        thread::current().id()
+    ));
+    check_output(
+        Command::new("cc")
+            .args(["-O1", "-g", "-Wall", "-Werror", "-pthread", "-o"])
+            .arg(&tmp)
+            .arg(&src),
+    );
+    std::fs::rename(&tmp, &out).expect("put the program in place");
+    out
+}
+
+/// The example echo server cargo builds next to the tests (`target/<profile>/examples/`),
+/// built here when `cargo test --test` did not build examples or the source is newer.
+pub fn echo_server_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples/echo_server");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/echo_server.rs");
+    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    let fresh = matches!((mtime(&bin), mtime(&src)), (Some(b), Some(s)) if b >= s);
+    if !fresh {
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile directory name");
+        let profile = if profile == "debug" { "dev" } else { profile };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "echo_server", "--profile", profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo build --example echo_server failed");
+    }
+    assert!(
+        mtime(&bin).unwrap_or(SystemTime::UNIX_EPOCH) >= mtime(&src).expect("echo_server.rs"),
+        "{} is missing or older than its source",
+        bin.display()
+    );
+    bin
+}
+
+/// Raises this process's RLIMIT_NOFILE to at least `needed` (it holds many client sockets).
+pub fn raise_fd_limit(needed: u64) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
+        if rl.rlim_cur < needed {
+            rl.rlim_cur = needed;
+            rl.rlim_max = rl.rlim_max.max(needed);
+            assert_eq!(
+                libc::setrlimit(libc::RLIMIT_NOFILE, &rl),
+                0,
+                "cannot raise RLIMIT_NOFILE to {needed}"
+            );
+        }
+    }
 }

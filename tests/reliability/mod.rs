@@ -7,53 +7,21 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use lkl_rig::{Topology, VenetTopology};
 
+// Re-exported for the test files that use this module's helpers with `reliability::*`.
 use crate::common::{command_in, lkl_env, Server};
+#[allow(unused_imports)]
+pub use crate::common::{echo_server_bin, raise_fd_limit};
 
 /// `LKL_SOAK=1` selects the long forms (10-minute soak, long fuzz runs, 30 s blackhole).
 pub fn soak() -> bool {
     std::env::var("LKL_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// The example echo server (`target/<profile>/examples/echo_server`), built when missing or
-/// older than its source (as tests/echo_server_1000_connections.rs does).
-pub fn echo_server_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples/echo_server");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/echo_server.rs");
-    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
-    let fresh = matches!((mtime(&bin), mtime(&src)), (Some(b), Some(s)) if b >= s);
-    if !fresh {
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile directory name");
-        let profile = if profile == "debug" { "dev" } else { profile };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "echo_server", "--profile", profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build --example echo_server failed");
-    }
-    assert!(
-        mtime(&bin).unwrap_or(SystemTime::UNIX_EPOCH) >= mtime(&src).expect("echo_server.rs"),
-        "{} is missing or older than its source",
-        bin.display()
-    );
-    bin
 }
 
 /// The echo server under the preload on `listen` (LKL's address), with `extra` environment;
@@ -253,23 +221,6 @@ pub fn echo_from_peer(
     topo.peer_ns()
         .in_thread(move || echo_transfer(addr, bytes, seed, None, Duration::from_secs(30)))
         .expect("enter the peer namespace")
-}
-
-/// This process may hold `needed` fds.
-pub fn raise_fd_limit(needed: u64) {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
-        if rl.rlim_cur < needed {
-            rl.rlim_cur = needed;
-            rl.rlim_max = rl.rlim_max.max(needed);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
-        }
-    }
 }
 
 /// fd count, thread count and RSS (KiB) of `pid`.

@@ -19,12 +19,6 @@ use lkl_rig::{Netns, Topology};
 use crate::apps::Scratch;
 use crate::common::{lkl_env, Server};
 
-/// `python3 -m http.server ARGS` without the reverse lookup of the bind address (the rig has
-/// no resolver: the query would go outside and stall for 10 s). Same as in
-/// tests/python_http_server_on_lkl.rs.
-pub const RUN_HTTP_SERVER: &str = "import runpy, socket; socket.getfqdn = lambda name='': name; \
-     runpy.run_module('http.server', run_name='__main__', alter_sys=True)";
-
 /// Sets `key=value` in an environment list (replacing an earlier value).
 pub fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     env.retain(|(k, _)| k != key);
