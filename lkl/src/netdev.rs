@@ -26,9 +26,10 @@ pub trait NetBackend: Send + Sync + 'static {
     /// first). `vnet_hdr` is its virtio_net_hdr ([`VNET_HDR_LEN`] bytes). An error counts the
     /// packet as dropped by the device.
     fn tx(&self, vnet_hdr: &[u8], packet: &[&[u8]]) -> Result<(), Errno>;
-    /// Receives one packet into `packet` and its virtio_net_hdr into `vnet_hdr` (all zeroes,
-    /// or flags = [`VNET_HDR_F_DATA_VALID`]). Returns the packet's length, larger than
-    /// `packet.len()` if it was truncated; `Err(EAGAIN)` when no packet is waiting.
+    /// Receives one packet into `packet` and its virtio_net_hdr into `vnet_hdr`. Returns the
+    /// packet's length; `Err(EAGAIN)` when no packet is waiting. A packet longer than
+    /// `packet.len()` (up to 65535 bytes) is kept and its length returned: the next call, with
+    /// a buffer that large, gets it, or drops it when the buffer is still too small.
     fn rx(&self, vnet_hdr: &mut [u8], packet: &mut [u8]) -> Result<usize, Errno>;
     /// rx returned EAGAIN and the kernel stopped polling: trigger the device's irq once a
     /// packet waits (and not before: an irq while the kernel polls is lost work, not a bug).

@@ -161,6 +161,17 @@ struct RxState {
     stopping: bool,
 }
 
+/// The largest packet the host may coalesce (an IP datagram).
+const RX_MAX: usize = 65535;
+
+/// A received packet too long for the kernel's MTU-sized buffer (GRO, or a peer's TSO on
+/// veth): its bytes from `buf[0]`, its length, its virtio_net_hdr.
+struct Oversized {
+    buf: Vec<u8>,
+    len: usize,
+    vnet_hdr: [u8; VNET_HDR_LEN],
+}
+
 /// The next hop's MAC in the low 48 bits, bit 48 set when known: one atomic, read per tx.
 const MAC_KNOWN: u64 = 1 << 48;
 
@@ -190,6 +201,8 @@ pub struct PacketBackend {
     counters: Counters,
     rx: Mutex<RxState>,
     rx_cond: Condvar,
+    /// Where a packet longer than the kernel's buffer waits for the kernel's second call.
+    oversized: Mutex<Oversized>,
     /// Written to end the rx thread's poll.
     stop_fd: sys::Fd,
     rx_thread: Mutex<Option<JoinHandle<()>>>,
@@ -316,6 +329,11 @@ impl PacketBackend {
                 stopping: false,
             }),
             rx_cond: Condvar::new(),
+            oversized: Mutex::new(Oversized {
+                buf: vec![0; RX_MAX],
+                len: 0,
+                vnet_hdr: [0; VNET_HDR_LEN],
+            }),
             stop_fd: sys::eventfd().map_err(host("eventfd"))?,
             rx_thread: Mutex::new(None),
         }))
@@ -571,19 +589,40 @@ impl NetBackend for PacketBackend {
     }
 
     fn rx(&self, vnet_hdr: &mut [u8], packet: &mut [u8]) -> Result<usize, Errno> {
+        let mut big = self.oversized.lock();
+        if big.len > 0 {
+            // The kernel's second call for a packet kept by the first.
+            let len = std::mem::take(&mut big.len);
+            if packet.len() < len {
+                self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+                return Err(Errno::ENOBUFS);
+            }
+            packet[..len].copy_from_slice(&big.buf[..len]);
+            vnet_hdr[..VNET_HDR_LEN].copy_from_slice(&big.vnet_hdr);
+            self.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
+            return Ok(len);
+        }
         // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         // Room for one cmsghdr carrying a tpacket_auxdata, u64-aligned as cmsg requires.
         let mut control = [0u64; 8];
-        let mut iov = libc::iovec {
-            iov_base: packet.as_mut_ptr().cast(),
-            iov_len: packet.len(),
-        };
-        let mut msg = ll_msghdr(&mut sll, std::slice::from_mut(&mut iov));
+        // The kernel's buffer first; what does not fit spills into ours.
+        let first = packet.len().min(RX_MAX);
+        let mut iov = [
+            libc::iovec {
+                iov_base: packet.as_mut_ptr().cast(),
+                iov_len: first,
+            },
+            libc::iovec {
+                iov_base: big.buf[first..].as_mut_ptr().cast(),
+                iov_len: RX_MAX - first,
+            },
+        ];
+        let mut msg = ll_msghdr(&mut sll, &mut iov);
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = size_of_val(&control);
-        // SAFETY: msg names sll, the control buffer and one iovec over `packet`, all alive
-        // and exclusively ours during the call.
+        // SAFETY: msg names sll, the control buffer and two iovecs over `packet` and our
+        // spill buffer, all alive and exclusively ours during the call.
         let len = match unsafe {
             sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
         } {
@@ -609,22 +648,35 @@ impl NetBackend for PacketBackend {
             mac.copy_from_slice(&sll.sll_addr[..6]);
             self.next_hop_mac.store(mac_to_u64(mac), Ordering::Relaxed);
         }
-        vnet_hdr.fill(0);
+        if len > RX_MAX {
+            self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+            return Ok(len);
+        }
+        let oversized = len > first;
+        if oversized {
+            // Make the packet whole in our buffer, for the kernel's second call.
+            big.buf[..first].copy_from_slice(&packet[..first]);
+        }
+        let whole: &[u8] = if oversized { &big.buf[..len] } else { &packet[..len] };
+        let mut hdr = [0u8; VNET_HDR_LEN];
         if status & TP_STATUS_CSUMNOTREADY != 0 {
             // Produced by a local stack that left the checksum to offload (veth): the field
             // holds only the pseudo-header sum. Say so (NEEDS_CSUM with the checksum's place),
             // which LKL treats as CHECKSUM_PARTIAL, i.e. intact data.
-            if let Some((start, offset)) = partial_csum_location(&packet[..len.min(packet.len())]) {
-                vnet_hdr[0] = VNET_HDR_F_NEEDS_CSUM;
-                vnet_hdr[6..8].copy_from_slice(&start.to_le_bytes());
-                vnet_hdr[8..10].copy_from_slice(&offset.to_le_bytes());
+            if let Some((start, offset)) = partial_csum_location(whole) {
+                hdr[0] = VNET_HDR_F_NEEDS_CSUM;
+                hdr[6..8].copy_from_slice(&start.to_le_bytes());
+                hdr[8..10].copy_from_slice(&offset.to_le_bytes());
             }
         } else if status & TP_STATUS_CSUM_VALID != 0 {
-            vnet_hdr[0] = VNET_HDR_F_DATA_VALID;
+            hdr[0] = VNET_HDR_F_DATA_VALID;
         }
-        if len > packet.len() {
-            self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+        if oversized {
+            big.len = len;
+            big.vnet_hdr = hdr;
         } else {
+            vnet_hdr.fill(0);
+            vnet_hdr[..VNET_HDR_LEN].copy_from_slice(&hdr);
             self.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
         }
         Ok(len)

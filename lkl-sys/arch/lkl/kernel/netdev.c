@@ -25,6 +25,9 @@ struct lkl_netdev_priv {
 	struct napi_struct napi;
 };
 
+/* The largest coalesced packet the host may hand over (an IP datagram). */
+#define LKL_RX_MAX	65535
+
 /* The header, the linear part and each page fragment. */
 #define LKL_TX_IOVS	(2 + MAX_SKB_FRAGS)
 
@@ -99,7 +102,24 @@ static bool lkl_netdev_rx_one(struct net_device *dev,
 		kfree_skb(skb);
 		return false;
 	}
-	if (len > buf_len || len == 0) {
+	if (len > buf_len && len <= LKL_RX_MAX) {
+		/*
+		 * Bigger than the MTU: the host coalesced segments (GRO, or a
+		 * peer's TSO on veth). The host kept it; take it into an skb
+		 * of its size.
+		 */
+		kfree_skb(skb);
+		buf_len = len;
+		skb = napi_alloc_skb(&priv->napi, buf_len);
+		iov[1].iov_base = skb ? skb->data : NULL;
+		iov[1].iov_len = skb ? buf_len : 0;
+		len = priv->nd->ops->rx(priv->nd, iov, 2);
+		if (!skb) {
+			dev->stats.rx_dropped++;
+			return true;
+		}
+	}
+	if (len < 0 || len > buf_len || len == 0) {
 		dev->stats.rx_length_errors++;
 		goto drop;
 	}

@@ -115,9 +115,11 @@ struct lkl_netdev_ops {
 	int (*tx)(struct lkl_netdev *nd, const struct lkl_iovec *iov, int cnt);
 	/*
 	 * Receive one packet without blocking: the packet into iov[1] and
-	 * its virtio_net_hdr into iov[0]. Returns the packet's length (more
-	 * than iov[1].iov_len if it was truncated), -EAGAIN when no packet
-	 * is waiting, or another negative errno.
+	 * its virtio_net_hdr into iov[0]. Returns the packet's length,
+	 * -EAGAIN when no packet is waiting, or another negative errno. A
+	 * packet longer than iov[1].iov_len (up to 65535 bytes, coalesced by
+	 * the host) is kept and its length returned; the next call, with
+	 * room for it, gets it (or drops it if there is still no room).
 	 */
 	int (*rx)(struct lkl_netdev *nd, struct lkl_iovec *iov, int cnt);
 	/*
