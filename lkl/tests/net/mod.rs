@@ -72,21 +72,13 @@ pub fn attach(k: &Kernel, topo: &dyn Topology, next_hop: Option<Ipv4Addr>) -> At
 
 /// LKL on the veth topology. The container's host stack first resolves the peer, so the
 /// container's ARP table gives the backend the next hop's MAC before LKL has received
-/// anything. The peer's TCP would hand veth super-packets of up to 64 KiB (TSO), which reach
-/// the container's packet socket unsegmented; a SOCK_DGRAM socket cannot take a vnet header,
-/// so LKL could only drop them. A real Ethernet link delivers MTU-sized frames, so the peer's
-/// veth is told to do the same.
+/// anything. The peer's TCP hands veth super-packets of up to 64 KiB (TSO), which reach the
+/// container's packet socket unsegmented: the backend passes them to LKL whole.
 pub fn attach_veth(k: &Kernel, topo: &VethTopology) -> Attached {
     let peer_v4 = topo.addrs().peer_v4;
     rig::ping(topo.container_ns(), peer_v4.into(), 1).unwrap();
     let lkl = attach(k, topo, Some(peer_v4));
     assert_eq!(lkl.backend.next_hop_mac(), Some(topo.peer_mac()));
-    topo.peer_ns()
-        .run(
-            "ip",
-            &["link", "set", "dev", topo.peer_if(), "gso_max_segs", "1"],
-        )
-        .unwrap();
     lkl
 }
 
