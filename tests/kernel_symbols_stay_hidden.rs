@@ -2,6 +2,8 @@
 //! them may be global in liblkl.a, nor exported by liblkl_hijack.so, where they would
 //! interpose on the host program's own symbols.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,25 +92,10 @@ fn liblkl_defines_only_lkl_entry_points_globally() {
 
 /// The cdylib cargo built along with this test: in the test's own deps/ directory (cargo
 /// test), or uplifted one level up (cargo build).
-fn cdylib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().expect("target/<profile>/deps");
-    let candidates = [
-        deps.join("liblkl_hijack.so"),
-        deps.parent()
-            .expect("target/<profile>")
-            .join("liblkl_hijack.so"),
-    ];
-    candidates
-        .iter()
-        .find(|so| so.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("liblkl_hijack.so not found at {candidates:?}"))
-}
 
 #[test]
 fn cdylib_contains_the_kernel_but_exports_none_of_it() {
-    let so = cdylib();
+    let so = common::hijack_so();
     // The kernel is really inside (its entry points appear in the full symbol table)...
     let all: BTreeSet<String> = nm(&["--defined-only"], &so)
         .into_iter()

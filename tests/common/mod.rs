@@ -12,20 +12,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lkl_rig::{Netns, Topology, VenetTopology};
 
-/// The preload library cargo built next to this test binary (target/<profile>/).
+/// The preload library cargo built with this test binary: `cargo test` leaves it in
+/// target/<profile>/deps (only `cargo build` copies it up to target/<profile>/, where an
+/// older one may linger).
 pub fn hijack_so() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let so = dir.join("liblkl_hijack.so");
-    assert!(
-        so.exists(),
-        "{} is missing: build the workspace first",
-        so.display()
-    );
-    so
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [
+        deps.join("liblkl_hijack.so"),
+        deps.parent()
+            .expect("target/<profile>")
+            .join("liblkl_hijack.so"),
+    ];
+    candidates
+        .iter()
+        .find(|so| so.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("liblkl_hijack.so not found at {candidates:?}"))
 }
 
 /// A fresh venet topology (tun venet0 in the container, forwarder, peer).
