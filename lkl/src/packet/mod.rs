@@ -657,7 +657,11 @@ impl NetBackend for PacketBackend {
             // Make the packet whole in our buffer, for the kernel's second call.
             big.buf[..first].copy_from_slice(&packet[..first]);
         }
-        let whole: &[u8] = if oversized { &big.buf[..len] } else { &packet[..len] };
+        let whole: &[u8] = if oversized {
+            &big.buf[..len]
+        } else {
+            &packet[..len]
+        };
         let mut hdr = [0u8; VNET_HDR_LEN];
         if status & TP_STATUS_CSUMNOTREADY != 0 {
             // Produced by a local stack that left the checksum to offload (veth): the field
