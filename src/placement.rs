@@ -63,6 +63,7 @@ pub fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<(IpAddr, u16)> {
 
 /// The socket's bound port in LKL.
 fn lkl_port(sock: &Socket) -> SysResult<u16> {
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
     // SAFETY: a live sockaddr_storage and its length for the call.

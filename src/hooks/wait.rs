@@ -199,6 +199,7 @@ pub extern "C" fn epoll_pwait2(
 ) -> c_int {
     hook("epoll_pwait2", || {
         let timeout = from_timespec(timeout)?;
+        // SAFETY: the caller's buffer, as for epoll_pwait2.
         epoll::wait(epfd, unsafe { events(ev, max) }?, timeout, mask)
     })
 }
