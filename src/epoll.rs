@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libc::{epoll_event, sigset_t};
-use lkl::sys::{__NR_close, __NR_epoll_create1, __NR_epoll_ctl, __NR_epoll_pwait};
+use lkl::sys::{__NR_epoll_create1, __NR_epoll_ctl, __NR_epoll_pwait};
 use lkl::Errno;
 use parking_lot::Mutex;
 
@@ -38,8 +38,7 @@ pub struct EpollSide {
 impl Drop for EpollSide {
     fn drop(&mut self) {
         // The notifier still holds the LKL file until it is dropped right after.
-        // SAFETY: close takes no pointers.
-        let _ = unsafe { stack::call(__NR_close, [c_long::from(self.lkl), 0, 0, 0, 0, 0]) };
+        stack::release_lkl_fd(self.lkl);
     }
 }
 
@@ -67,8 +66,7 @@ fn side(epfd: c_int) -> SysResult<Arc<Entry>> {
     let wake = match EventFd::new(false) {
         Ok(w) => w,
         Err(e) => {
-            // SAFETY: close takes no pointers.
-            let _ = unsafe { stack::call(__NR_close, [c_long::from(lkl), 0, 0, 0, 0, 0]) };
+            stack::release_lkl_fd(lkl);
             return Err(e);
         }
     };

@@ -206,18 +206,12 @@ pub fn attach(fd: c_int, obj: Object) -> Arc<Entry> {
         obj,
         numbers: AtomicUsize::new(0),
     });
-    let cloexec = fd_cloexec(fd);
-    let old = put(&mut TABLE.write(), fd, Arc::clone(&entry), cloexec);
+    // The fd is a real host epoll fd: its close-on-exec flag is the host's, not the slot's.
+    let old = put(&mut TABLE.write(), fd, Arc::clone(&entry), false);
     if let Some(old) = old {
         release(old);
     }
     entry
-}
-
-fn fd_cloexec(fd: c_int) -> bool {
-    // SAFETY: F_GETFD takes no argument pointer.
-    let flags = unsafe { host::fcntl64(fd, libc::F_GETFD, 0) };
-    flags > 0 && flags & libc::FD_CLOEXEC != 0
 }
 
 /// close(2): ours are removed before the host number is given up, so the number cannot be

@@ -151,10 +151,10 @@ fn bound_to_lkl_only(sock: &Socket, own: &Ownership) -> bool {
 /// Before listen: a listener on a port the policy gives LKL stays (and LKL owns the port);
 /// any other moves to the host. Returns whether the socket is (still) LKL's.
 pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
-    let own = stack::ownership();
-    let port = lkl_port(sock)?;
     let provisional = sock.pending.lock().is_some();
     if provisional {
+        let own = stack::ownership();
+        let port = lkl_port(sock)?;
         let lkl = bound_to_lkl_only(sock, own)
             || (port != 0 && own.policy.listens_in_lkl(port))
             || (port == 0 && own.policy.listen_ports.is_none());

@@ -111,7 +111,7 @@ pub fn poll(
             revents: 0,
         })
         .collect();
-    let mut host_idx: Vec<usize> = (0..fds.len())
+    let host_idx: Vec<usize> = (0..fds.len())
         .filter(|i| !ours.iter().any(|(j, _)| j == i) && !invalid.contains(i))
         .collect();
     let mut host_fds: Vec<pollfd> = host_idx.iter().map(|&i| fds[i]).collect();
@@ -123,7 +123,7 @@ pub fn poll(
         ready += lkl_poll_now(&mut lkl_fds)?;
     }
     if ready == 0 && !deadline.passed() {
-        wait_mixed(&mut lkl_fds, &mut host_fds, &mut host_idx, deadline, mask)?;
+        wait_mixed(&mut lkl_fds, &mut host_fds, deadline, mask)?;
     } else if !host_fds.is_empty() {
         host_poll(&mut host_fds, Some(Duration::ZERO), mask)?;
     }
@@ -145,7 +145,6 @@ pub fn poll(
 fn wait_mixed(
     lkl_fds: &mut [pollfd],
     host_fds: &mut Vec<pollfd>,
-    host_idx: &mut Vec<usize>,
     deadline: Deadline,
     mask: *const sigset_t,
 ) -> SysResult<()> {
@@ -155,7 +154,6 @@ fn wait_mixed(
             events: libc::POLLIN,
             revents: 0,
         });
-        host_idx.push(usize::MAX);
         let result = loop {
             efd.drain();
             let notifiers = lkl_fds
@@ -180,7 +178,6 @@ fn wait_mixed(
             }
         };
         host_fds.pop();
-        host_idx.pop();
         // LKL was ready before the host side was looked at: look now, without waiting.
         if result? && !host_fds.is_empty() {
             host_poll(host_fds, Some(Duration::ZERO), mask)?;

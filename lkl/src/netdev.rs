@@ -107,7 +107,7 @@ unsafe fn bytes<'a>(v: &sys::lkl_iovec) -> &'a [u8] {
 }
 
 /// Most pieces a packet comes in (the kernel's MAX_SKB_FRAGS plus the linear part).
-const MAX_PIECES: usize = 32;
+pub(crate) const MAX_PIECES: usize = 32;
 
 unsafe extern "C" fn tx_trampoline<B: NetBackend>(
     nd: *mut sys::lkl_netdev,

@@ -7,9 +7,9 @@ use libc::{iovec, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t, 
 use lkl::sys::*;
 use lkl::Errno;
 
-use super::{chk_fail, host_call, lkl_call, lkl_socket, on_fd, sigpipe_on_epipe};
+use super::{chk_fail, host_call, lkl_call, on_fd, sigpipe_on_epipe};
 use crate::blocking::{self, Dir, IovCursor};
-use crate::fdtable::Socket;
+use crate::fdtable::{self, Socket};
 use crate::ffi::{hook, read_user, write_user_slice, SysResult};
 use crate::placement;
 
@@ -395,11 +395,11 @@ pub extern "C" fn sendfile64(
     count: size_t,
 ) -> ssize_t {
     hook("sendfile64", || {
-        if lkl_socket(input)?.is_some() {
+        if fdtable::socket(input)?.is_some() {
             // Linux needs an mmap-able source; a socket is not one.
             return Err(Errno::EINVAL);
         }
-        match lkl_socket(out)? {
+        match fdtable::socket(out)? {
             Some(entry) => sendfile_to_lkl(
                 entry.socket().expect("socket entries only"),
                 input,
@@ -427,7 +427,7 @@ pub extern "C" fn splice(
 ) -> ssize_t {
     hook("splice", || {
         // A pipe cannot reach into LKL; EINVAL is what callers (Go, Python) fall back on.
-        if lkl_socket(fd_in)?.is_some() || lkl_socket(fd_out)?.is_some() {
+        if fdtable::socket(fd_in)?.is_some() || fdtable::socket(fd_out)?.is_some() {
             return Err(Errno::EINVAL);
         }
         host_call!(splice(fd_in, off_in, fd_out, off_out, len, flags))

@@ -15,11 +15,10 @@
 compile_error!("the variadic hooks assume the x86-64 or aarch64 Linux calling convention");
 
 use std::ffi::c_int;
-use std::sync::Arc;
 
 use lkl::Errno;
 
-use crate::fdtable::{self, Entry, Socket};
+use crate::fdtable::{self, Socket};
 use crate::ffi::{CReturn, SysResult};
 use crate::stack;
 
@@ -51,18 +50,13 @@ macro_rules! host_call {
 }
 pub(crate) use host_call;
 
-/// The LKL socket behind `fd` (the entry keeps it alive for the call), or None for host fds.
-fn lkl_socket(fd: c_int) -> SysResult<Option<Arc<Entry>>> {
-    fdtable::socket(fd)
-}
-
 /// Runs `lkl` with the LKL socket behind `fd`, or `host` for a host fd.
 fn on_fd<T: CReturn + PartialEq>(
     fd: c_int,
     lkl: impl FnOnce(&Socket) -> SysResult<T>,
     host: impl FnOnce() -> SysResult<T>,
 ) -> SysResult<T> {
-    match lkl_socket(fd)? {
+    match fdtable::socket(fd)? {
         Some(entry) => lkl(entry.socket().expect("socket entries only")),
         None => host(),
     }

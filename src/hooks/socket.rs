@@ -6,7 +6,7 @@ use libc::{sockaddr, socklen_t};
 use lkl::sys::*;
 use lkl::Errno;
 
-use super::{host_call, lkl_call, lkl_family, lkl_socket, on_fd};
+use super::{host_call, lkl_call, lkl_family, on_fd};
 use crate::blocking::{self, Dir};
 use crate::fdtable::{self, Object, Pending, Socket};
 use crate::ffi::{hook, SysResult};
@@ -49,7 +49,7 @@ fn accept_lkl(
     len: *mut socklen_t,
     flags: c_int,
 ) -> Option<SysResult<c_int>> {
-    let entry = match lkl_socket(fd) {
+    let entry = match fdtable::socket(fd) {
         Ok(Some(e)) => e,
         Ok(None) => return None,
         Err(e) => return Some(Err(e)),

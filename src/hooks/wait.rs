@@ -6,7 +6,7 @@ use std::time::Duration;
 use libc::{epoll_event, fd_set, nfds_t, pollfd, sigset_t, timespec, timeval};
 use lkl::Errno;
 
-use super::{chk_fail, host_call, lkl_socket};
+use super::{chk_fail, host_call};
 use crate::ffi::{hook, read_user, read_user_slice, write_user_slice, SysResult};
 use crate::{epoll, fdtable, poll};
 
@@ -138,7 +138,7 @@ pub extern "C" fn pselect(
 
 #[no_mangle]
 pub extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int {
-    hook("epoll_ctl", || match lkl_socket(fd)? {
+    hook("epoll_ctl", || match fdtable::socket(fd)? {
         None => host_call!(epoll_ctl(epfd, op, fd, event)),
         // SAFETY: the caller's event, as for epoll_ctl.
         Some(sock) => unsafe { epoll::ctl(epfd, op, &sock, event) },

@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::netdev::{Irq, NetBackend, VNET_HDR_F_DATA_VALID, VNET_HDR_LEN};
+use crate::netdev::{Irq, NetBackend, MAX_PIECES, VNET_HDR_F_DATA_VALID, VNET_HDR_LEN};
 use crate::Errno;
 
 // linux/if_packet.h, linux/if_ether.h, linux/if_arp.h, asm-generic/socket.h
@@ -529,14 +529,19 @@ impl PacketBackend {
             sll.sll_halen = 6;
             sll.sll_addr[..6].copy_from_slice(&mac);
         }
-        let mut iov: Vec<libc::iovec> = packet
-            .iter()
-            .map(|p| libc::iovec {
-                iov_base: p.as_ptr().cast_mut().cast(),
-                iov_len: p.len(),
-            })
-            .collect();
-        let msg = ll_msghdr(&mut sll, &mut iov);
+        // On the stack: this runs for every packet sent.
+        let mut iov = [libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_PIECES];
+        if packet.len() > MAX_PIECES {
+            return Err(Errno::EINVAL);
+        }
+        for (v, p) in iov.iter_mut().zip(packet) {
+            v.iov_base = p.as_ptr().cast_mut().cast();
+            v.iov_len = p.len();
+        }
+        let msg = ll_msghdr(&mut sll, &mut iov[..packet.len()]);
         // SAFETY: msg names sll and the iovecs over `packet`, all alive during the call; the
         // kernel only reads them for sendmsg.
         match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT) } {
