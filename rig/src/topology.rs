@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::forwarder::{Config, Endpoint, Impairments, Stats};
+use crate::forwarder::{Config, Endpoint, Impairments, Stats, Switches};
 use crate::netns::{self, ip_batch, Netns, CONTAINER_PREFIX, PEER_PREFIX};
 use crate::sys;
 
@@ -485,17 +485,31 @@ impl VenetTopology {
     /// Drops every packet in both directions while on. Returns once the forwarder has
     /// switched.
     pub fn set_blackhole(&self, on: bool) -> io::Result<()> {
-        sys::kill(
-            self.forwarder_pid(),
-            if on { libc::SIGUSR1 } else { libc::SIGUSR2 },
-        )?;
+        let signal = if on { libc::SIGUSR1 } else { libc::SIGUSR2 };
+        self.switch(signal, "blackhole", |s| s.blackhole == on)
+    }
+
+    /// Applies the link's random impairments (loss, bursts, duplication, reordering) while
+    /// on, as from the start; off, only delay and rate remain. Returns once switched.
+    pub fn set_faults(&self, on: bool) -> io::Result<()> {
+        let signal = libc::SIGRTMIN() + i32::from(on);
+        self.switch(signal, "random faults", |s| s.faults == on)
+    }
+
+    fn switch(
+        &self,
+        signal: libc::c_int,
+        what: &str,
+        done: impl Fn(&Switches) -> bool,
+    ) -> io::Result<()> {
+        sys::kill(self.forwarder_pid(), signal)?;
         // A stats dump requested at the same time may be read before the switch: ask again.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.forwarder.stats()?.blackhole != on {
+        while !done(&self.forwarder.stats()?.switches) {
             if Instant::now() > deadline {
-                return Err(io::Error::other(
-                    "lkl-forwarder did not switch its blackhole within 5 s",
-                ));
+                return Err(io::Error::other(format!(
+                    "lkl-forwarder did not switch its {what} within 5 s"
+                )));
             }
         }
         Ok(())

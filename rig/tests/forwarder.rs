@@ -164,8 +164,24 @@ fn blackhole_drops_everything_until_turned_off() {
     let err = ping(topo.peer_ns(), host, 2).unwrap_err().to_string();
     assert!(err.contains("100% packet loss"), "{err}");
     let s = topo.forwarder_stats().unwrap();
-    assert!(s.blackhole && s.b2a.blackholed == 2, "{s:?}");
+    assert!(s.switches.blackhole && s.b2a.blackholed == 2, "{s:?}");
     topo.set_blackhole(false).unwrap();
     ping(topo.peer_ns(), host, 1).unwrap();
-    assert!(!topo.forwarder_stats().unwrap().blackhole);
+    assert!(!topo.forwarder_stats().unwrap().switches.blackhole);
+}
+
+#[test]
+fn random_faults_apply_only_while_switched_on() {
+    let topo = VenetTopology::builder().loss_pct(100.0).build().unwrap();
+    let host: IpAddr = topo.addrs().host_v4.into();
+    let err = ping(topo.peer_ns(), host, 1).unwrap_err().to_string();
+    assert!(err.contains("100% packet loss"), "{err}");
+    topo.set_faults(false).unwrap();
+    ping(topo.peer_ns(), host, 2).unwrap();
+    let s = topo.forwarder_stats().unwrap();
+    assert!(!s.switches.faults && s.b2a.lost == 1, "{s:?}");
+    topo.set_faults(true).unwrap();
+    let err = ping(topo.peer_ns(), host, 1).unwrap_err().to_string();
+    assert!(err.contains("100% packet loss"), "{err}");
+    assert_eq!(topo.forwarder_stats().unwrap().b2a.lost, 2);
 }

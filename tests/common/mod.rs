@@ -313,6 +313,33 @@ pub fn echo_server_bin() -> PathBuf {
     bin
 }
 
+/// The `lkl-run` launcher of this profile, (re)built once per test process: `cargo test` builds
+/// a workspace member's binary only when the whole workspace is tested.
+pub fn lkl_run_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>");
+            let profile = profile_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("profile directory name");
+            let profile = if profile == "debug" { "dev" } else { profile };
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "lkl-run", "--profile", profile])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "cargo build -p lkl-run failed");
+            profile_dir.join("lkl-run")
+        })
+        .clone()
+}
+
 /// Raises this process's RLIMIT_NOFILE to at least `needed` (it holds many client sockets).
 pub fn raise_fd_limit(needed: u64) {
     let mut rl = libc::rlimit {

@@ -266,6 +266,16 @@ impl PacketQueue {
     }
 }
 
+/// The link's run-time switches, flipped by signals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// Drop everything.
+    pub blackhole: bool,
+    /// Apply the random impairments (loss, burst loss, duplication, reordering); off, the
+    /// link keeps only its delay and rate, so a test can confine faults to a spell.
+    pub faults: bool,
+}
+
 /// One direction of the link: reads from one device, writes to the other.
 pub struct Direction {
     queue: PacketQueue,
@@ -302,7 +312,7 @@ impl Direction {
         &mut self,
         src: BorrowedFd<'_>,
         p: &LinkParams,
-        blackhole: bool,
+        switches: Switches,
         now_ns: u64,
         scratch: &mut [u8],
     ) -> io::Result<()> {
@@ -322,7 +332,7 @@ impl Direction {
                 return Ok(());
             };
             self.stats.received += 1;
-            if let Some(q) = self.decide(p, blackhole, now_ns, off, len) {
+            if let Some(q) = self.decide(p, switches, now_ns, off, len) {
                 self.queue.push(q);
             }
         }
@@ -333,32 +343,37 @@ impl Direction {
     fn decide(
         &mut self,
         p: &LinkParams,
-        blackhole: bool,
+        switches: Switches,
         now_ns: u64,
         off: usize,
         len: usize,
     ) -> Option<Queued> {
         let s = &mut self.stats;
-        if blackhole {
+        if switches.blackhole {
             s.blackholed += 1;
             return None;
         }
-        if self.burst_left > 0 {
-            self.burst_left -= 1;
-            s.burst_lost += 1;
-            return None;
-        }
-        if self.rng.chance(p.burst) {
-            self.burst_left = p.burst_len - 1;
-            s.burst_lost += 1;
-            return None;
-        }
-        if self.rng.chance(p.loss) {
-            s.lost += 1;
-            return None;
-        }
-        let copies = if self.rng.chance(p.duplicate) { 2 } else { 1 };
-        let hold = self.rng.chance(p.reorder);
+        let (copies, hold) = if switches.faults {
+            if self.burst_left > 0 {
+                self.burst_left -= 1;
+                s.burst_lost += 1;
+                return None;
+            }
+            if self.rng.chance(p.burst) {
+                self.burst_left = p.burst_len - 1;
+                s.burst_lost += 1;
+                return None;
+            }
+            if self.rng.chance(p.loss) {
+                s.lost += 1;
+                return None;
+            }
+            let copies = if self.rng.chance(p.duplicate) { 2 } else { 1 };
+            (copies, self.rng.chance(p.reorder))
+        } else {
+            self.burst_left = 0;
+            (1, false)
+        };
         let mut due_ns = now_ns + p.delay_ns;
         if p.ns_per_byte > 0.0 {
             let backlog_bytes =

@@ -7,7 +7,8 @@
 //! survive a forwarder restart.
 //!
 //! Control, by signal: SIGUSR1 turns the blackhole on (every packet read is dropped), SIGUSR2
-//! turns it off, SIGHUP writes the stats file now, SIGTERM/SIGINT (or the exit of the owner
+//! turns it off, SIGRTMIN pauses the random impairments and SIGRTMIN+1 resumes them (a fault
+//! spell: real links fail for a while, then recover), SIGHUP writes the stats file now, SIGTERM/SIGINT (or the exit of the owner
 //! process) print the counters to stderr, write the stats file and stop.
 
 mod link;
@@ -17,7 +18,7 @@ use std::io::{self, Write as _};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-pub use link::{Impairments, IMPAIRMENT_USAGE};
+pub use link::{Impairments, Switches, IMPAIRMENT_USAGE};
 pub use stats::{DirStats, Stats};
 
 use crate::sys::{self, Epoll, SignalFd, TimerFd};
@@ -54,7 +55,8 @@ Prints `ready` on stdout once both devices are attached.
   --stats-file PATH    write counters here on SIGHUP and on exit
   --owner-pid PID      exit when process PID exits
 {IMPAIRMENT_USAGE}
-Signals: SIGUSR1 blackhole on, SIGUSR2 blackhole off, SIGHUP dump stats, SIGTERM/SIGINT stop."
+Signals: SIGUSR1 blackhole on, SIGUSR2 blackhole off, SIGRTMIN random faults off,
+SIGRTMIN+1 random faults on, SIGHUP dump stats, SIGTERM/SIGINT stop."
     )
 }
 
@@ -162,12 +164,16 @@ const TOKEN_OWNER: u64 = 4;
 
 /// Runs the forwarder until SIGTERM/SIGINT or the owner's exit; returns the final counters.
 ///
-/// Blocks SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 in the calling thread (they are read
+/// Blocks SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGRTMIN and SIGRTMIN+1 in the calling
+/// thread (they are read
 /// through a signalfd, so the process must not have other threads that leave them unblocked),
 /// and leaves the calling thread in endpoint B's network namespace.
 pub fn run(cfg: &Config) -> io::Result<Stats> {
     use libc::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
-    let signals = SignalFd::new(&[SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])?;
+    let (faults_off, faults_on) = (libc::SIGRTMIN(), libc::SIGRTMIN() + 1);
+    let signals = SignalFd::new(&[
+        SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, faults_off, faults_on,
+    ])?;
     let fds = [open_endpoint(&cfg.a)?, open_endpoint(&cfg.b)?];
     let owner =
         match cfg.owner_pid {
@@ -192,7 +198,10 @@ pub fn run(cfg: &Config) -> io::Result<Stats> {
         Direction::new(cfg.link.seed ^ 0xa5a5_a5a5_a5a5_a5a5),
     ];
     let mut scratch = vec![0u8; MAX_PACKET];
-    let mut blackhole = false;
+    let mut switches = Switches {
+        blackhole: false,
+        faults: true,
+    };
     let mut seq = 0;
     let mut armed = None;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
@@ -216,12 +225,8 @@ pub fn run(cfg: &Config) -> io::Result<Stats> {
         let now = sys::monotonic_ns();
         for ev in &events[..n] {
             match ev.u64 {
-                TOKEN_A => {
-                    dirs[0].receive(fds[0].as_fd(), &params, blackhole, now, &mut scratch)?
-                }
-                TOKEN_B => {
-                    dirs[1].receive(fds[1].as_fd(), &params, blackhole, now, &mut scratch)?
-                }
+                TOKEN_A => dirs[0].receive(fds[0].as_fd(), &params, switches, now, &mut scratch)?,
+                TOKEN_B => dirs[1].receive(fds[1].as_fd(), &params, switches, now, &mut scratch)?,
                 TOKEN_TIMER => {
                     timer.drain()?;
                     armed = None;
@@ -229,13 +234,15 @@ pub fn run(cfg: &Config) -> io::Result<Stats> {
                 TOKEN_SIGNAL => {
                     while let Some(sig) = signals.read()? {
                         match sig {
-                            SIGUSR1 => blackhole = true,
-                            SIGUSR2 => blackhole = false,
+                            SIGUSR1 => switches.blackhole = true,
+                            SIGUSR2 => switches.blackhole = false,
+                            s if s == faults_off => switches.faults = false,
+                            s if s == faults_on => switches.faults = true,
                             SIGHUP => {
                                 seq += 1;
                                 let stats = Stats {
                                     seq,
-                                    blackhole,
+                                    switches,
                                     a2b: dirs[0].stats,
                                     b2a: dirs[1].stats,
                                 };
@@ -261,7 +268,7 @@ pub fn run(cfg: &Config) -> io::Result<Stats> {
 
     let stats = Stats {
         seq: seq + 1,
-        blackhole,
+        switches,
         a2b: dirs[0].stats,
         b2a: dirs[1].stats,
     };

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use super::link::Switches;
+
 macro_rules! dir_stats {
     ($($(#[$doc:meta])* $field:ident),* $(,)?) => {
         /// Counters of one direction of the link.
@@ -61,8 +63,8 @@ impl DirStats {
 pub struct Stats {
     /// Number of the stats dump (increases with every dump of the same forwarder).
     pub seq: u64,
-    /// Whether the blackhole was on.
-    pub blackhole: bool,
+    /// The blackhole and fault switches at the time of the dump.
+    pub switches: Switches,
     pub a2b: DirStats,
     pub b2a: DirStats,
 }
@@ -70,7 +72,12 @@ pub struct Stats {
 impl Stats {
     /// The stats file text: one `key value` per line.
     pub fn render(&self) -> String {
-        let mut out = format!("seq {}\nblackhole {}\n", self.seq, u8::from(self.blackhole));
+        let mut out = format!(
+            "seq {}\nblackhole {}\nfaults {}\n",
+            self.seq,
+            u8::from(self.switches.blackhole),
+            u8::from(self.switches.faults)
+        );
         for (dir, stats) in [("a2b", &self.a2b), ("b2a", &self.b2a)] {
             for (name, value) in stats.fields() {
                 // Writing to a String cannot fail.
@@ -107,7 +114,11 @@ impl Stats {
             let slot = match key.split_once('.') {
                 None if key == "seq" => &mut stats.seq,
                 None if key == "blackhole" => {
-                    stats.blackhole = value != 0;
+                    stats.switches.blackhole = value != 0;
+                    continue;
+                }
+                None if key == "faults" => {
+                    stats.switches.faults = value != 0;
                     continue;
                 }
                 Some(("a2b", name)) => stats
@@ -134,7 +145,10 @@ mod tests {
     fn render_and_parse_round_trip() {
         let mut stats = Stats {
             seq: 7,
-            blackhole: true,
+            switches: Switches {
+                blackhole: true,
+                faults: false,
+            },
             ..Stats::default()
         };
         stats.a2b.received = 10;
