@@ -43,6 +43,9 @@ pub struct NetConfig {
     pub netmask6_len: u8,
     pub gateway6: Option<Ipv6Addr>,
     pub mtu: Option<u32>,
+    /// `LKL_HIJACK_NET_FD`: a packet socket opened by `lkl-run` with privileges this process
+    /// may lack, used instead of opening one.
+    pub fd: Option<i32>,
 }
 
 const IFTYPE: &str = "LKL_HIJACK_NET_IFTYPE";
@@ -92,6 +95,11 @@ impl NetConfig {
             mtu: env.parse("LKL_HIJACK_NET_MTU", "an MTU 68..=65535", |m: &u32| {
                 (68..=65535).contains(m)
             })?,
+            fd: env.parse(
+                "LKL_HIJACK_NET_FD",
+                "the number of an open packet socket (set by lkl-run)",
+                |&fd: &i32| fd >= 0,
+            )?,
         }))
     }
 }

@@ -16,7 +16,7 @@ use crate::config::HijackConfig;
 use crate::ffi::SysResult;
 use crate::firewall::Firewall;
 use crate::ownership::{self, Ownership};
-use crate::{fdtable, gocheck, host};
+use crate::{fdtable, gocheck, host, tcpinfo};
 
 /// The kernel with its device; lives until exit.
 struct Stack {
@@ -61,6 +61,11 @@ extern "C" fn init(_argc: c_int, _argv: *const *const c_char, _envp: *const *con
                     "LKL_HIJACK_NET_IFPARAMS={}: no such host interface (see `ip link`)",
                     c.net.host_if
                 ));
+            }
+            if let Some(fd) = c.net.fd {
+                if let Err(e) = lkl::packet::claim_inherited(fd) {
+                    fatal(&e.to_string());
+                }
             }
             if gocheck::built_by_gc_go(c"/proc/self/exe") {
                 log::warn!(
@@ -189,13 +194,17 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
         .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
     let shared = ownership::is_shared(net.ip, net.ipv6);
     let (tcp, udp) = ownership::initial_ports(policy);
-    let backend = PacketBackend::open(&PacketConfig {
+    let packet = PacketConfig {
         ifname: net.host_if.clone(),
         ipv4: net.ip,
         ipv6: net.ipv6,
         next_hop: net.gateway,
         admit: ownership::admit(shared, &tcp, &udp),
-    })
+    };
+    let backend = match net.fd {
+        Some(fd) => PacketBackend::adopt(fd, &packet),
+        None => PacketBackend::open(&packet),
+    }
     .map_err(|e| e.to_string())?;
     let mtu = net.mtu.unwrap_or_else(|| backend.mtu());
     let dev = kernel
@@ -268,19 +277,26 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
 /// # Safety
 /// Pointer arguments must be valid for what the call does with them.
 pub unsafe fn call(nr: u32, args: [c_long; 6]) -> SysResult<c_long> {
+    // SAFETY: the caller vouches for the pointer arguments.
+    with_kernel(|kernel| unsafe { kernel.syscall(nr, args) })?
+}
+
+/// Runs `f` with the kernel, counted as inside it (the exit handler waits for such callers
+/// before it halts); EBADF once the kernel has halted.
+pub fn with_kernel<T>(f: impl FnOnce(&Kernel) -> T) -> SysResult<T> {
     if HALTED.load(Ordering::Acquire) {
         return Err(Errno::EBADF);
     }
     let kernel = kernel();
     INSIDE.fetch_add(1, Ordering::AcqRel);
-    // SAFETY: the caller vouches for the pointer arguments.
-    let ret = unsafe { kernel.syscall(nr, args) };
+    let ret = f(kernel);
     INSIDE.fetch_sub(1, Ordering::AcqRel);
-    ret
+    Ok(ret)
 }
 
 /// Closes an LKL fd whose last user let go.
 pub fn release_lkl_fd(fd: lkl::Fd) {
+    tcpinfo::log("closing", fd);
     // SAFETY: close takes no pointers.
     let _ = unsafe { call(lkl::sys::__NR_close, [fd as c_long, 0, 0, 0, 0, 0]) };
 }

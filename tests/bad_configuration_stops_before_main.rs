@@ -69,6 +69,9 @@ fn bad_values_are_named_and_exit_78() {
         ("LKL_HIJACK_MEMSIZE", "8M"),
         ("LKL_HIJACK_SYSCTL", "net.core.somaxconn"),
         ("LKL_HIJACK_NET_QDISC", "fq;x"),
+        ("LKL_HIJACK_NET_FD", "-1"),
+        // stdin: open, but not a packet socket from lkl-run.
+        ("LKL_HIJACK_NET_FD", "0"),
     ];
     for (var, value) in pre_main {
         let out = run(&topo, &[(var, Some(value))]);

@@ -11,7 +11,7 @@ use crate::blocking::{self, Dir};
 use crate::fdtable::{self, Object, Pending, Socket};
 use crate::ffi::{hook, SysResult};
 use crate::placement::{self, Start};
-use crate::stack;
+use crate::{stack, tcpinfo};
 
 /// Gives a new LKL socket its host number. SOCK_CLOEXEC is the number's and SOCK_NONBLOCK
 /// the program's view; inside LKL every socket is nonblocking.
@@ -58,6 +58,9 @@ fn accept_lkl(
     let new = blocking::retry(listener, Dir::In, || {
         lkl_call!(__NR_accept4, listener.lkl, addr, len, libc::SOCK_NONBLOCK)
     });
+    if let Ok(fd) = new {
+        tcpinfo::log("accepted", fd);
+    }
     Some(install(new, listener.stream, flags, None))
 }
 

@@ -96,6 +96,10 @@ pub enum OpenError {
         step: &'static str,
         error: io::Error,
     },
+    /// An inherited descriptor (`LKL_HIJACK_NET_FD`) that is not a packet socket.
+    NotAPacketSocket {
+        fd: c_int,
+    },
 }
 
 impl fmt::Display for OpenError {
@@ -125,6 +129,11 @@ impl fmt::Display for OpenError {
             } => {
                 write!(f, "{VAR}={ifname}: {step} failed: {error}")
             }
+            OpenError::NotAPacketSocket { fd } => write!(
+                f,
+                "LKL_HIJACK_NET_FD={fd}: expected an AF_PACKET SOCK_DGRAM socket inherited from \
+                 lkl-run (unset it to let the library open its own)"
+            ),
         }
     }
 }
@@ -226,10 +235,104 @@ fn attach_filter(sock: &sys::Fd, prog: &[libc::sock_filter]) -> io::Result<()> {
     unsafe { sys::setsockopt(sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog) }
 }
 
+/// A new packet socket, on no interface yet. Protocol 0: nothing is queued before the
+/// filter is attached and the socket bound.
+fn new_socket(ifname: &str) -> Result<sys::Fd, OpenError> {
+    if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains(['\0', '/']) {
+        return Err(OpenError::NoSuchInterface {
+            ifname: ifname.to_string(),
+        });
+    }
+    sys::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0).map_err(|e| {
+        match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => OpenError::NotPermitted {
+                ifname: ifname.to_string(),
+            },
+            error => OpenError::Host {
+                ifname: ifname.to_string(),
+                step: "socket(AF_PACKET, SOCK_DGRAM)",
+                error: io::Error::from_raw_os_error(error.unwrap_or(libc::EIO)),
+            },
+        }
+    })
+}
+
+/// Packets that arrive while the kernel is busy wait in the socket; the default buffer
+/// (~200 KiB) overflowed at about 1 Gbit/s. SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it
+/// the plain option still gets up to net.core.rmem_max. A buffer already that big (set by a
+/// launcher with the privilege) is kept.
+fn set_rcvbuf(sock: &sys::Fd) -> io::Result<()> {
+    let rcvbuf: c_int = RCVBUF_BYTES;
+    // The kernel reports twice the size asked for (it counts its bookkeeping).
+    if sys::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_RCVBUF)? >= 2 * rcvbuf {
+        return Ok(());
+    }
+    // SAFETY: both options take an int.
+    unsafe {
+        sys::setsockopt(sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf)
+            .or_else(|_| sys::setsockopt(sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf))
+    }
+}
+
+/// The inherited packet socket `fd`, checked and made close-on-exec (the program's own
+/// children must not inherit it). A descriptor that is something else is left alone.
+fn inherited(fd: c_int) -> Result<sys::Fd, OpenError> {
+    let wrong = || OpenError::NotAPacketSocket { fd };
+    let sock = sys::Fd::adopt(fd).map_err(|_| wrong())?;
+    let domain = sys::getsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_DOMAIN);
+    let ty = sys::getsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TYPE);
+    if (domain.ok(), ty.ok()) != (Some(libc::AF_PACKET), Some(libc::SOCK_DGRAM)) {
+        // Not ours to close: the number stays whatever the program had there.
+        sock.into_raw();
+        return Err(wrong());
+    }
+    sys::set_cloexec(&sock, true).map_err(|_| wrong())?;
+    Ok(sock)
+}
+
+/// Checks an inherited packet socket early (before the program's `main`) and keeps it from
+/// the program's children; [`PacketBackend::adopt`] takes it over later.
+pub fn claim_inherited(fd: c_int) -> Result<(), OpenError> {
+    inherited(fd).map(|sock| {
+        sock.into_raw();
+    })
+}
+
+/// A packet socket for `ifname` opened with this process's privileges (CAP_NET_RAW, and
+/// CAP_NET_ADMIN for the big receive buffer), for a program that has fewer: the launcher
+/// passes it down and the program's library takes it over with [`PacketBackend::adopt`].
+/// Close-on-exec is off, so it survives the exec.
+pub fn open_socket(ifname: &str) -> Result<std::os::fd::OwnedFd, OpenError> {
+    use std::os::fd::FromRawFd;
+    let sock = new_socket(ifname)?;
+    let fail = |step: &'static str| {
+        move |error| OpenError::Host {
+            ifname: ifname.to_string(),
+            step,
+            error,
+        }
+    };
+    set_rcvbuf(&sock).map_err(fail("SO_RCVBUF"))?;
+    sys::set_cloexec(&sock, false).map_err(fail("F_SETFD"))?;
+    // SAFETY: the descriptor is ours; ownership moves to the OwnedFd.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(sock.into_raw()) })
+}
+
 impl PacketBackend {
     /// Opens the socket on `cfg.ifname` (in the calling thread's network namespace; the
     /// socket stays there whatever thread uses it later).
     pub fn open(cfg: &PacketConfig) -> Result<Arc<PacketBackend>, OpenError> {
+        let sock = new_socket(&cfg.ifname)?;
+        Self::set_up(sock, cfg)
+    }
+
+    /// Takes over `fd`, a socket from [`open_socket`] that a launcher opened with the
+    /// privileges this process may lack, and sets it up as [`open`](Self::open) would.
+    pub fn adopt(fd: c_int, cfg: &PacketConfig) -> Result<Arc<PacketBackend>, OpenError> {
+        Self::set_up(inherited(fd)?, cfg)
+    }
+
+    fn set_up(sock: sys::Fd, cfg: &PacketConfig) -> Result<Arc<PacketBackend>, OpenError> {
         let ifname = cfg.ifname.clone();
         let host = |step: &'static str| {
             let ifname = ifname.clone();
@@ -239,21 +342,6 @@ impl PacketBackend {
                 error,
             }
         };
-        if cfg.ifname.is_empty()
-            || cfg.ifname.len() >= libc::IFNAMSIZ
-            || cfg.ifname.contains(['\0', '/'])
-        {
-            return Err(OpenError::NoSuchInterface { ifname });
-        }
-        // Protocol 0: no packet is queued before the filter is attached and we bind.
-        let sock = sys::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0).map_err(
-            |e| match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => OpenError::NotPermitted {
-                    ifname: ifname.clone(),
-                },
-                _ => host("socket(AF_PACKET, SOCK_DGRAM)")(e),
-            },
-        )?;
         let mut ifr = ifreq(&cfg.ifname);
         // SAFETY: SIOCGIFINDEX reads the name and writes ifr_ifindex of an ifreq.
         unsafe { sys::ioctl(&sock, libc::SIOCGIFINDEX as _, &mut ifr) }.map_err(|e| {
@@ -294,16 +382,7 @@ impl PacketBackend {
             sys::setsockopt(&sock, SOL_PACKET, PACKET_AUXDATA, &one)
                 .map_err(host("PACKET_AUXDATA"))?;
         }
-        // Packets that arrive while the kernel is busy wait in the socket; the default buffer
-        // (~200 KiB) overflowed at about 1 Gbit/s. FORCE needs CAP_NET_ADMIN; without it the
-        // plain option still gets up to net.core.rmem_max.
-        let rcvbuf: c_int = RCVBUF_BYTES;
-        // SAFETY: both options take an int.
-        unsafe {
-            sys::setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf)
-                .or_else(|_| sys::setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf))
-                .map_err(host("SO_RCVBUF"))?;
-        }
+        set_rcvbuf(&sock).map_err(host("SO_RCVBUF"))?;
         // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;

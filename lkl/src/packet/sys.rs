@@ -23,6 +23,47 @@ impl Fd {
     pub fn raw(&self) -> c_int {
         self.0
     }
+
+    /// Takes ownership of an inherited descriptor (EBADF if it is not open).
+    pub fn adopt(raw: c_int) -> io::Result<Fd> {
+        if raw < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        // SAFETY: F_GETFD takes no pointer.
+        check(unsafe { libc::syscall(libc::SYS_fcntl, raw, libc::F_GETFD) })?;
+        Ok(Fd(raw))
+    }
+
+    /// Gives the descriptor up without closing it.
+    pub fn into_raw(self) -> c_int {
+        let raw = self.0;
+        std::mem::forget(self);
+        raw
+    }
+}
+
+pub fn set_cloexec(fd: &Fd, on: bool) -> io::Result<()> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: F_SETFD takes an integer.
+    check(unsafe { libc::syscall(libc::SYS_fcntl, fd.0, libc::F_SETFD, flags) }).map(drop)
+}
+
+/// An int-valued socket option.
+pub fn getsockopt_int(fd: &Fd, level: c_int, name: c_int) -> io::Result<c_int> {
+    let mut value: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: value and len are live for the call and len says value's size.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_getsockopt,
+            fd.0,
+            level,
+            name,
+            ptr::from_mut(&mut value),
+            ptr::from_mut(&mut len),
+        )
+    })?;
+    Ok(value)
 }
 
 impl Drop for Fd {

@@ -19,7 +19,8 @@ fn usage() -> String {
 NAME: up to 20 of [a-z0-9_], default {DEFAULT_NAME}; namespaces lklc-NAME (container) and lklp-NAME (peer).
 Impairments (venet):
 {IMPAIRMENT_USAGE}
-Forwarder signals: SIGUSR1 blackhole on, SIGUSR2 off, SIGHUP write the stats file."
+Forwarder signals: SIGUSR1 blackhole on, SIGUSR2 off, SIGRTMIN random faults off, SIGRTMIN+1 on,
+SIGHUP write the stats file."
     )
 }
 

@@ -13,7 +13,6 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::host;
 use crate::policy::{FirewallMode, PortSet};
 
 const PREFIX: &str = "lklhijack_";
@@ -98,6 +97,21 @@ fn has_net_admin() -> bool {
     rc == 0 && data[0].effective & (1 << CAP_NET_ADMIN) != 0
 }
 
+/// Writes all of `bytes` to stderr with raw write(2) calls.
+fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: the buffer is a live slice of `bytes.len()` bytes.
+        let n = unsafe { libc::syscall(libc::SYS_write, 2, bytes.as_ptr(), bytes.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
 /// Single-quotes `s` for a POSIX shell.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -140,7 +154,7 @@ impl Firewall {
             (FirewallMode::Off, _) => Action::Off,
             (FirewallMode::Print, _) => Action::Print,
             (FirewallMode::Auto, None) => {
-                host::write_stderr(
+                write_stderr(
                     b"lkl-hijack: warning: neither nft nor iptables found: the host stack may \
                       reset LKL's connections (install nftables, or set LKL_HIJACK_FIREWALL=off \
                       if LKL has an address of its own)\n",
@@ -212,7 +226,7 @@ impl Firewall {
 
     fn warn(&self, cmds: &[Vec<String>]) {
         let joined: Vec<String> = cmds.iter().map(|c| self.shell(c)).collect();
-        host::write_stderr(
+        write_stderr(
             format!(
                 "lkl-hijack: warning: no CAP_NET_ADMIN, so no firewall rules: the host stack may \
                  reset LKL's connections on a shared address; as root run: {}\n",
@@ -386,7 +400,9 @@ impl Firewall {
                     .and_then(|p| p.parse::<i32>().ok());
                 // SAFETY: kill with signal 0 only checks that the process exists.
                 pid.is_some_and(|p| {
-                    p > 0 && unsafe { libc::kill(p, 0) } != 0 && host::errno() == libc::ESRCH
+                    p > 0
+                        && unsafe { libc::kill(p, 0) } != 0
+                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
                 })
             })
             .map(String::from)
@@ -420,7 +436,7 @@ impl Firewall {
     }
 
     fn print(&self, argv: &[String]) {
-        host::write_stderr(format!("lkl-hijack: firewall: {}\n", self.shell(argv)).as_bytes());
+        write_stderr(format!("lkl-hijack: firewall: {}\n", self.shell(argv)).as_bytes());
     }
 
     fn command(argv: &[String]) -> Command {
@@ -517,7 +533,7 @@ impl Firewall {
             if child > 0 {
                 libc::syscall(libc::SYS_wait4, child, 0, 0, 0);
             }
-            host::close(pidfd);
+            libc::syscall(libc::SYS_close, pidfd);
         }
     }
 
