@@ -234,6 +234,8 @@ fn accept_loop(listener: TcpListener, rule: &Arc<Rule>, proxy: Option<Version>) 
     loop {
         match listener.accept() {
             Ok((client, peer)) => {
+                // IPv4 clients of the dual-stack listener come as v4-mapped addresses.
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 let conn_rule = Arc::clone(rule);
                 let spawned = thread::Builder::new()
                     .stack_size(STACK)
