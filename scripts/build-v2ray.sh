@@ -5,11 +5,9 @@
 #
 # The main package is our own, tests/programs/v2ray/main.go: it builds the core.Config from
 # flags and links only
-#   core, app/dispatcher, app/proxyman (+ inbound, outbound), app/log, app/stats, app/policy,
+#   core, app/dispatcher, app/proxyman (+ inbound, outbound), app/log,
 #   proxy/dokodemo (inbound), proxy/freedom (outbound), proxy/vmess/inbound (AEAD users),
 #   transport/internet/tcp.
-# (app/stats and app/policy turn on traffic counters, which keep v2ray off its readv/writev
-# paths: libgo makes those through syscall(2), which the preload does not see; main.go says more.)
 # Left out, because gccgo-12 (Go 1.18 level, no generics) cannot compile them:
 #   - the JSON config loader (main/jsonem, infra/conf): it imports every transport, so it fails
 #     with the two below. v2ray's own main (main/distro/all) fails the same way.

@@ -27,7 +27,7 @@ fn resolve(name: &'static str, cache: &AtomicUsize) -> usize {
         let msg = b"lkl-hijack: the C library lacks a function this library forwards to\n";
         // SAFETY: a raw write of a static buffer to stderr, then _exit: no hooks involved.
         unsafe {
-            libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len());
+            lkl::raw_syscall!(libc::SYS_write, 2, msg.as_ptr(), msg.len());
             libc::_exit(70);
         }
     }

@@ -94,7 +94,7 @@ extern "C" fn signal_eventfd(arg: *mut c_void) {
     // SAFETY: writes 8 bytes from a live u64 to the eventfd number carried in `arg`, which
     // stays open while the notifier exists (owners drop the notifier first).
     unsafe {
-        libc::syscall(
+        lkl::raw_syscall!(
             libc::SYS_write,
             arg as usize as c_long,
             &one as *const u64,

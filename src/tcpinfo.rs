@@ -38,8 +38,12 @@ fn describe(fd: lkl::Fd) -> Option<String> {
             return None;
         }
         let mut cc = [0u8; 16];
-        let n = k.getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, &mut cc).ok()?;
-        let cc = String::from_utf8_lossy(&cc[..n]).trim_end_matches('\0').to_string();
+        let n = k
+            .getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, &mut cc)
+            .ok()?;
+        let cc = String::from_utf8_lossy(&cc[..n])
+            .trim_end_matches('\0')
+            .to_string();
         let peer = k.getpeername(fd).map_or("?".into(), |a| a.to_string());
         let local = k.getsockname(fd).map_or("?".into(), |a| a.to_string());
         let ms = |us: u32| f64::from(us) / 1000.0;

@@ -1,8 +1,9 @@
-//! `lkl-run`'s forward mode publishes a service that cannot be preloaded (a static or gc-built
-//! Go binary, here also Debian's v2ray) on LKL: the forwarder, preloaded, listens on LKL's
-//! address and connects to the service on the container's host stack. Bytes must pass intact
-//! both ways, half-closes must pass through, the PROXY protocol header must carry the peer's
-//! real address, and finished connections must leave nothing behind.
+//! `lkl-run --forward` publishes a service that cannot be preloaded (a static or gc-built Go
+//! binary, here also Debian's v2ray, fetched by scripts/fetch-gc-v2ray.sh) on LKL: the
+//! forwarder, which the launcher runs preloaded, listens on LKL's address and connects to the
+//! service on the container's host stack. Bytes must pass intact both ways, half-closes must
+//! pass through, the PROXY protocol header must carry the peer's real address, and finished
+//! connections must leave nothing behind.
 
 mod apps;
 mod common;
@@ -10,7 +11,7 @@ mod common;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use apps::{curl_download, http_url, lkl_v6, sha256_of, write_random_file, Scratch, MIB};
 use common::{
-    command_in, host_listens_on, http_server_command, lkl_env, lkl_run_bin, lkl_v4, venet, Server,
+    command_in, host_listens_on, http_server_command, lkl_run_bin, lkl_v4, venet, Server,
 };
 use lkl_rig::{Netns, Topology, VenetTopology};
 
@@ -29,28 +30,32 @@ const PUBLIC: u16 = 8443;
 /// How long a test's socket call may block before the test fails instead of hanging.
 const IO_LIMIT: Duration = Duration::from_secs(30);
 
-/// Starts the forwarder in the container namespace, preloaded, with `args` (`[--proxy-protocol
-/// v1|v2] PORT=HOST:PORT...`), and waits until the peer reaches each PORT on LKL's address.
-/// The one place that knows how forward mode is started: the launcher's internal command until
-/// its public `lkl-run --forward` exists.
-fn start_forwarder(topo: &VenetTopology, args: &[&str]) -> Server {
-    let ports: Vec<u16> = args
+/// Starts the forwarder in the container namespace with the public CLI, `lkl-run --iface IF
+/// --ip V4 --ip6 V6 --forward RULE... [--proxy-protocol V]` (the launcher sets up the preload
+/// itself), and waits until the peer reaches each rule's PORT on LKL's address.
+fn start_forwarder(topo: &VenetTopology, rules: &[String], proxy_protocol: Option<&str>) -> Server {
+    let a = topo.addrs();
+    let (v4, v6) = (a.lkl_v4.to_string(), a.lkl_v6.to_string());
+    let mut argv: Vec<&str> = vec!["--iface", topo.container_if(), "--ip", &v4, "--ip6", &v6];
+    for rule in rules {
+        argv.extend(["--forward", rule.as_str()]);
+    }
+    if let Some(version) = proxy_protocol {
+        argv.extend(["--proxy-protocol", version]);
+    }
+    let ports: Vec<u16> = rules
         .iter()
-        .filter(|a| !a.starts_with('-'))
-        .filter_map(|a| a.split_once('=')?.0.parse().ok())
+        .map(|r| {
+            r.split_once('=')
+                .and_then(|(port, _)| port.parse().ok())
+                .unwrap_or_else(|| panic!("forward rule {r:?} is not PORT=HOST:PORT"))
+        })
         .collect();
-    let list = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut env = lkl_env(topo);
-    env.push(("LKL_HIJACK_PORTS".into(), list));
     let bin = lkl_run_bin().display().to_string();
-    let argv: Vec<&str> = ["__forward"].iter().chain(args).copied().collect();
+    // No environment of our own: the launcher sets LD_PRELOAD and LKL_HIJACK_*.
     let mut fwd = Server::spawn(
-        command_in(topo.container_ns(), &bin, &argv, &env),
-        "lkl-run forward",
+        command_in(topo.container_ns(), &bin, &argv, &[]),
+        "lkl-run --forward",
     );
     for port in ports {
         fwd.wait_listening(topo.peer_ns(), lkl_v4(topo, port), Duration::from_secs(20));
@@ -84,7 +89,7 @@ fn forward_mode_serves_a_20_mib_download_from_a_loopback_only_service() {
         "127.0.0.1:18080".parse().unwrap(),
         Duration::from_secs(20),
     );
-    let mut fwd = start_forwarder(&topo, &[&format!("{PUBLIC}=127.0.0.1:18080")]);
+    let mut fwd = start_forwarder(&topo, &[format!("{PUBLIC}=127.0.0.1:18080")], None);
     // The public port is LKL's, not the container kernel's.
     assert!(
         !host_listens_on(topo.container_ns(), PUBLIC),
@@ -117,7 +122,7 @@ fn forward_mode_serves_a_20_mib_download_from_a_loopback_only_service() {
 
 #[test]
 fn forward_mode_publishes_debians_gc_built_v2ray() {
-    let v2ray = ensure_v2ray();
+    let v2ray = gc_v2ray();
     let topo = venet();
     let a = topo.addrs().clone();
     let dir = Scratch::new("fwd-v2ray");
@@ -177,7 +182,7 @@ fn forward_mode_publishes_debians_gc_built_v2ray() {
         "127.0.0.1:10800".parse().unwrap(),
         Duration::from_secs(20),
     );
-    let mut fwd = start_forwarder(&topo, &[&format!("{PUBLIC}=127.0.0.1:10800")]);
+    let mut fwd = start_forwarder(&topo, &[format!("{PUBLIC}=127.0.0.1:10800")], None);
     assert!(!host_listens_on(topo.container_ns(), PUBLIC));
 
     let got = dir.join("download.bin");
@@ -246,14 +251,7 @@ fn proxy_header_round_trip(
         }
         let _ = tx.lock().unwrap().send((header, seen));
     });
-    let mut fwd = start_forwarder(
-        topo,
-        &[
-            "--proxy-protocol",
-            version,
-            &format!("{PUBLIC}={}", service.addr),
-        ],
-    );
+    let mut fwd = start_forwarder(topo, &[format!("{PUBLIC}={}", service.addr)], Some(version));
 
     let payload = pattern(3 * MIB as usize + 7, 0x9e37_79b9);
     let (source, echoed) = topo
@@ -295,7 +293,7 @@ fn half_close_from_the_peer_reaches_the_service_and_the_reply_follows() {
         }
         // Dropping closes: the peer must see the end of the reply.
     });
-    let mut fwd = start_forwarder(&topo, &[&format!("{PUBLIC}={}", service.addr)]);
+    let mut fwd = start_forwarder(&topo, &[format!("{PUBLIC}={}", service.addr)], None);
     let payload = pattern(MIB as usize, 7);
     let (_, echoed) = topo
         .peer_ns()
@@ -327,7 +325,7 @@ fn half_close_from_the_service_leaves_the_peer_able_to_send() {
             let _ = tx.lock().unwrap().send(got);
         })
     };
-    let mut fwd = start_forwarder(&topo, &[&format!("{PUBLIC}={}", service.addr)]);
+    let mut fwd = start_forwarder(&topo, &[format!("{PUBLIC}={}", service.addr)], None);
     topo.peer_ns()
         .in_thread(|| {
             let mut s = connect(lkl_v4(&topo, PUBLIC));
@@ -382,7 +380,7 @@ fn finished_and_reset_connections_leave_no_fds_threads_or_service_connections() 
             open.fetch_sub(1, Ordering::SeqCst);
         })
     };
-    let mut fwd = start_forwarder(&topo, &[&format!("{PUBLIC}={}", service.addr)]);
+    let mut fwd = start_forwarder(&topo, &[format!("{PUBLIC}={}", service.addr)], None);
     let pid = fwd.child.id();
     let public = lkl_v4(&topo, PUBLIC);
 
@@ -454,10 +452,7 @@ fn unreachable_target_closes_the_client_and_logs_one_line() {
                 .unwrap()
         })
         .unwrap();
-    let mut fwd = start_forwarder(
-        &topo,
-        &["--proxy-protocol", "v2", &format!("{PUBLIC}={closed}")],
-    );
+    let mut fwd = start_forwarder(&topo, &[format!("{PUBLIC}={closed}")], Some("v2"));
     let client = topo
         .peer_ns()
         .in_thread(|| {
@@ -508,35 +503,36 @@ fn bad_usage_exits_2_with_one_line() {
 
 // --- helpers ---
 
-/// `/usr/bin/v2ray`, installed from Debian's archive the first time it is missing.
-fn ensure_v2ray() -> &'static Path {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    let bin = Path::new("/usr/bin/v2ray");
-    INSTALLED.get_or_init(|| {
-        if bin.is_file() {
-            return;
-        }
-        let install = || {
-            Command::new("apt-get")
-                .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "v2ray"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        // A stale package list is the usual reason for a failed install.
-        if !install() {
-            let _ = Command::new("apt-get")
-                .args(["-o", "DPkg::Lock::Timeout=600", "update"])
-                .status();
-            assert!(install(), "apt-get install -y v2ray failed");
-        }
-    });
-    assert!(
-        bin.is_file(),
-        "{} missing after installing v2ray",
-        bin.display()
-    );
-    bin
+/// Debian's gc-built v2ray, taken from its package into the user's cache by
+/// scripts/fetch-gc-v2ray.sh (once; later runs only look it up). The package itself is not
+/// installed: its postinst starts a VMess server with a published user id, an open proxy.
+fn gc_v2ray() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-gc-v2ray.sh");
+        let started = Instant::now();
+        let out = Command::new(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "fetch-gc-v2ray.sh failed: {}\n{stderr}",
+            out.status
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+        assert!(
+            bin.is_file(),
+            "fetch-gc-v2ray.sh printed {stdout:?}, not a program\n{stderr}"
+        );
+        eprintln!(
+            "fetch-gc-v2ray.sh: {} in {:.1} s",
+            bin.display(),
+            started.elapsed().as_secs_f64()
+        );
+        bin
+    })
 }
 
 /// A service on the container's host stack at 127.0.0.1 (an ephemeral port): `handler` gets

@@ -103,7 +103,13 @@ fn each_preflight_failure_has_its_line_and_exit_status() {
         let src = dir.join("static_hello.c");
         std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
         let out = dir.join("static_hello");
-        common::check_output(Command::new("cc").arg("-static").arg("-o").arg(&out).arg(&src));
+        common::check_output(
+            Command::new("cc")
+                .arg("-static")
+                .arg("-o")
+                .arg(&out)
+                .arg(&src),
+        );
         out.display().to_string()
     };
     // gc writes a .go.buildinfo section into every binary; no gc toolchain is packaged here.
@@ -118,15 +124,43 @@ fn each_preflight_failure_has_its_line_and_exit_status() {
 
     let i = ["--iface", iface.as_str()];
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec!["--lib", "/nonexistent.so", "--", "true"], 10, "--lib /nonexistent.so"),
-        (vec!["--iface", "nosuch0", "--", "true"], 11, "--iface nosuch0: no such interface"),
-        (vec!["--iface", "lkltest0", "--", "true"], 12, "lkltest0 is down"),
-        (vec![i[0], i[1], "--", "/nonexistent/prog"], 14, "program not found"),
+        (
+            vec!["--lib", "/nonexistent.so", "--", "true"],
+            10,
+            "--lib /nonexistent.so",
+        ),
+        (
+            vec!["--iface", "nosuch0", "--", "true"],
+            11,
+            "--iface nosuch0: no such interface",
+        ),
+        (
+            vec!["--iface", "lkltest0", "--", "true"],
+            12,
+            "lkltest0 is down",
+        ),
+        (
+            vec![i[0], i[1], "--", "/nonexistent/prog"],
+            14,
+            "program not found",
+        ),
         (vec![i[0], i[1], "--", &static_bin], 15, "statically linked"),
         (vec![i[0], i[1], "--", gc_like], 15, "gc Go toolchain"),
-        (vec![i[0], i[1], "--user", "no-such-user", "--", "true"], 18, "no such user"),
-        (vec![i[0], i[1], "--user", "nobody", "--", "true"], 19, "needs --ports"),
-        (vec![i[0], i[1], "--bogus", "--", "true"], 2, "unknown option --bogus"),
+        (
+            vec![i[0], i[1], "--user", "no-such-user", "--", "true"],
+            18,
+            "no such user",
+        ),
+        (
+            vec![i[0], i[1], "--user", "nobody", "--", "true"],
+            19,
+            "needs --ports",
+        ),
+        (
+            vec![i[0], i[1], "--bogus", "--", "true"],
+            2,
+            "unknown option --bogus",
+        ),
     ];
     for (args, status, needle) in &cases {
         assert_fails(&lkl_run(ns, args), *status, needle);
@@ -157,7 +191,8 @@ fn each_preflight_failure_has_its_line_and_exit_status() {
     .unwrap();
     assert_fails(&out, 16, "no CAP_NET_RAW");
     // Neither nft nor iptables (hidden in a private mount namespace).
-    let hide = "for t in nft iptables ip6tables; do mount --bind /dev/null /usr/sbin/$t || exit 1; \
+    let hide =
+        "for t in nft iptables ip6tables; do mount --bind /dev/null /usr/sbin/$t || exit 1; \
                 done; exec \"$@\"";
     let out = command_in(
         ns,
@@ -209,7 +244,11 @@ fn check_reports_a_healthy_and_a_broken_setup() {
     assert_eq!(broken.status.code(), Some(11), "{report}");
     assert!(report.contains("ok    library "), "{report}");
     assert!(
-        report.lines().last().unwrap().starts_with("FAIL  --iface nosuch0"),
+        report
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("FAIL  --iface nosuch0"),
         "{report}"
     );
 }

@@ -1,8 +1,9 @@
-//! v2ray built with gccgo-12 (scripts/build-v2ray.sh) serves from LKL: its dokodemo-door
-//! listener on LKL's address forwards a 20 MiB download from a web server in the peer intact,
-//! and its VMess inbound on LKL serves Debian's gc-built v2ray (scripts/fetch-gc-v2ray.sh) as a
-//! client. The memory of the forwarding job is printed beside that of the same gccgo binary on
-//! the host stack and of Debian's v2ray.
+//! v2ray built with gccgo-12 (scripts/build-v2ray.sh), run by the launcher (`lkl-run --iface
+//! IF --ip V4 --ip6 V6 -- v2ray-lkl ARGS`), serves from LKL: its dokodemo-door listener on
+//! LKL's address forwards a 20 MiB download from a web server in the peer intact, and its
+//! VMess inbound on LKL serves Debian's gc-built v2ray (scripts/fetch-gc-v2ray.sh) as a client.
+//! The memory of the forwarding job is printed beside that of the same gccgo binary on the host
+//! stack and of Debian's v2ray.
 
 mod apps;
 mod common;
@@ -14,13 +15,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use apps::{curl_download, http_url, sha256_of, write_random_file, Scratch, MIB};
-use common::{command_in, host_listens_on, http_server_command, lkl_env, venet, Server};
-use lkl_rig::{Netns, Topology};
+use common::{command_in, host_listens_on, http_server_command, lkl_run_bin, venet, Server};
+use lkl_rig::{Netns, Topology, VenetTopology};
 
 /// The web server in the peer, on the host kernel.
 const WEB_PORT: u16 = 8000;
-/// v2ray's inbounds: dokodemo-door under the preload, the same binary on the host stack,
-/// Debian's v2ray on the host stack, VMess under the preload, the VMess client in the peer.
+/// v2ray's inbounds: dokodemo-door under lkl-run, the same binary on the host stack,
+/// Debian's v2ray on the host stack, VMess under lkl-run, the VMess client in the peer.
 const LKL_PORT: u16 = 1080;
 const GCCGO_HOST_PORT: u16 = 1081;
 const GC_HOST_PORT: u16 = 1082;
@@ -70,6 +71,22 @@ fn gc_v2ray() -> &'static str {
     BIN.get_or_init(|| script_path("fetch-gc-v2ray.sh"))
         .to_str()
         .unwrap()
+}
+
+/// `lkl-run --iface IF --ip V4 --ip6 V6 -- program args...` in the container namespace, with
+/// no environment of our own: the launcher preloads the library and sets LKL_HIJACK_*, then
+/// execs the program, which keeps lkl-run's pid.
+fn under_lkl_run(topo: &VenetTopology, program: &str, args: &[&str], name: &str) -> Server {
+    let a = topo.addrs();
+    let (v4, v6) = (a.lkl_v4.to_string(), a.lkl_v6.to_string());
+    let mut argv = vec!["--iface", topo.container_if(), "--ip", &v4, "--ip6", &v6];
+    argv.extend(["--", program]);
+    argv.extend_from_slice(args);
+    let launcher = lkl_run_bin();
+    Server::spawn(
+        command_in(topo.container_ns(), launcher.to_str().unwrap(), &argv, &[]),
+        name,
+    )
 }
 
 /// A directory with `www/blob.bin` (random bytes) and the checksum of that file.
@@ -191,18 +208,23 @@ fn v2ray_built_with_gccgo_forwards_a_20_mib_download_through_lkl_intact() {
     let (_web, web) = payload.serve_from_peer(&topo);
     let to = web.to_string();
 
-    // gccgo v2ray under the preload, listening on LKL's address.
+    // gccgo v2ray under lkl-run, listening on LKL's address. lkl-run execs it, so the pid
+    // (whose RSS is measured) is v2ray's.
     let lkl = SocketAddr::new(IpAddr::V4(addrs.lkl_v4), LKL_PORT);
-    let mut v2ray = Server::spawn(
-        command_in(
-            topo.container_ns(),
-            bin,
-            &["-listen", &lkl.to_string(), "-to", &to],
-            &lkl_env(&topo),
-        ),
-        "gccgo v2ray on LKL",
+    let mut v2ray = under_lkl_run(
+        &topo,
+        bin,
+        &["-listen", &lkl.to_string(), "-to", &to],
+        "gccgo v2ray on LKL (lkl-run)",
     );
     v2ray.wait_listening(topo.peer_ns(), lkl, Duration::from_secs(30));
+    // The RSS read below is v2ray's only if lkl-run exec'd it in place (same pid).
+    let exe = std::fs::read_link(format!("/proc/{}/exe", v2ray.child.id())).unwrap();
+    assert_eq!(
+        exe.canonicalize().unwrap(),
+        Path::new(bin).canonicalize().unwrap(),
+        "the process lkl-run started is not v2ray itself"
+    );
     assert!(
         !host_listens_on(topo.container_ns(), LKL_PORT),
         "the container's host stack listens on {LKL_PORT}: v2ray is not on LKL"
@@ -260,16 +282,13 @@ fn v2ray_built_with_gccgo_serves_vmess_from_lkl_to_debians_v2ray() {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
     let id = id.trim();
 
-    // The VMess server: gccgo v2ray under the preload on LKL's address.
+    // The VMess server: gccgo v2ray under lkl-run on LKL's address.
     let vmess = SocketAddr::new(IpAddr::V4(addrs.lkl_v4), VMESS_PORT);
-    let mut server = Server::spawn(
-        command_in(
-            topo.container_ns(),
-            bin,
-            &["-vmess-listen", &vmess.to_string(), "-vmess-id", id],
-            &lkl_env(&topo),
-        ),
-        "gccgo v2ray VMess server on LKL",
+    let mut server = under_lkl_run(
+        &topo,
+        bin,
+        &["-vmess-listen", &vmess.to_string(), "-vmess-id", id],
+        "gccgo v2ray VMess server on LKL (lkl-run)",
     );
     server.wait_listening(topo.peer_ns(), vmess, Duration::from_secs(30));
     assert!(

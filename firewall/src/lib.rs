@@ -4,7 +4,7 @@
 //! launcher, which installs them before it drops privileges.
 //!
 //! Inside the preload library every libc call of this crate would reach the library's own
-//! exported functions; the few host calls made here are raw system calls instead.
+//! exported functions; the few host calls made here are raw system calls (`lkl::raw`).
 
 pub mod policy;
 mod rules;

@@ -93,7 +93,13 @@ fn has_net_admin() -> bool {
     };
     let mut data = [Data::default(); 2];
     // SAFETY: capget with a v3 header and room for its two data words.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    let rc = unsafe {
+        lkl::raw_syscall!(
+            libc::SYS_capget,
+            std::ptr::from_mut(&mut header),
+            data.as_mut_ptr()
+        )
+    };
     rc == 0 && data[0].effective & (1 << CAP_NET_ADMIN) != 0
 }
 
@@ -101,7 +107,7 @@ fn has_net_admin() -> bool {
 fn write_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: the buffer is a live slice of `bytes.len()` bytes.
-        let n = unsafe { libc::syscall(libc::SYS_write, 2, bytes.as_ptr(), bytes.len()) };
+        let n = unsafe { lkl::raw_syscall!(libc::SYS_write, 2, bytes.as_ptr(), bytes.len()) };
         if n <= 0 {
             if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
@@ -501,7 +507,7 @@ impl Firewall {
         ];
         let envp: [*const c_char; 2] = [path.as_ptr(), std::ptr::null()];
         // SAFETY: pidfd_open of our own pid.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as i32;
+        let pidfd = unsafe { lkl::raw_syscall!(libc::SYS_pidfd_open, libc::getpid(), 0) } as i32;
         if pidfd < 0 {
             log::warn!(
                 "firewall: no watchdog (pidfd_open failed): rules stay if the program is killed"
@@ -512,28 +518,30 @@ impl Firewall {
         // on data prepared above, then exec or exit, as is required after fork in a threaded
         // process.
         unsafe {
-            let child = libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
+            let child = lkl::raw_syscall!(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
             if child == 0 {
-                libc::syscall(libc::SYS_setsid);
-                if libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) == 0 {
+                lkl::raw_syscall!(libc::SYS_setsid);
+                if lkl::raw_syscall!(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) == 0 {
                     if pidfd > 0 {
-                        libc::syscall(libc::SYS_close_range, 0, pidfd - 1, 0);
+                        lkl::raw_syscall!(libc::SYS_close_range, 0, pidfd - 1, 0);
                     }
-                    libc::syscall(libc::SYS_close_range, pidfd + 1, u32::MAX, 0);
+                    lkl::raw_syscall!(libc::SYS_close_range, pidfd + 1, u32::MAX, 0);
                     let mut p = libc::pollfd {
                         fd: pidfd,
                         events: libc::POLLIN,
                         revents: 0,
                     };
-                    while libc::syscall(libc::SYS_ppoll, &mut p, 1, 0, 0, 0) != 1 {}
-                    libc::syscall(libc::SYS_execve, sh.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    while lkl::raw_syscall!(libc::SYS_ppoll, std::ptr::from_mut(&mut p), 1, 0, 0, 0)
+                        != 1
+                    {}
+                    lkl::raw_syscall!(libc::SYS_execve, sh.as_ptr(), argv.as_ptr(), envp.as_ptr());
                 }
-                libc::syscall(libc::SYS_exit_group, 0);
+                lkl::raw_syscall!(libc::SYS_exit_group, 0);
             }
             if child > 0 {
-                libc::syscall(libc::SYS_wait4, child, 0, 0, 0);
+                lkl::raw_syscall!(libc::SYS_wait4, child, 0, 0, 0);
             }
-            libc::syscall(libc::SYS_close, pidfd);
+            lkl::raw_syscall!(libc::SYS_close, pidfd);
         }
     }
 

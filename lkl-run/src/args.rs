@@ -105,7 +105,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                         })
                     }
                     "--lib" => out.lib = Some(PathBuf::from(value)),
-                    "--forward" => out.forwards.push(value),
+                    "--forward" => {
+                        crate::forward::parse_rule(&value)?;
+                        out.forwards.push(value)
+                    }
                     "--proxy-protocol" if value == "v1" || value == "v2" => {
                         out.proxy_protocol = Some(value)
                     }
@@ -135,25 +138,48 @@ mod tests {
 
     #[test]
     fn options_then_the_program_with_its_own_options() {
-        let a = p(&["--iface", "venet0", "--ports=443", "--", "nginx", "-g", "--x"]).unwrap();
+        let a = p(&[
+            "--iface",
+            "venet0",
+            "--ports=443",
+            "--",
+            "nginx",
+            "-g",
+            "--x",
+        ])
+        .unwrap();
         assert_eq!(a.iface.as_deref(), Some("venet0"));
         assert_eq!(a.ports, PortSet::parse("443"));
         assert_eq!(a.command, ["nginx", "-g", "--x"]);
-        assert_eq!(p(&["--user", "nobody", "nginx", "-v"]).unwrap().command, ["nginx", "-v"]);
+        assert_eq!(
+            p(&["--user", "nobody", "nginx", "-v"]).unwrap().command,
+            ["nginx", "-v"]
+        );
     }
 
     #[test]
     fn bad_values_are_named_in_one_line() {
         for (args, needle) in [
-            (&["--ip", "1.2.3", "--", "x"][..], "--ip 1.2.3: expected an IPv4 address"),
+            (
+                &["--ip", "1.2.3", "--", "x"][..],
+                "--ip 1.2.3: expected an IPv4 address",
+            ),
             (&["--ports", "0-5", "--", "x"], "--ports 0-5"),
             (&["--firewall", "yes", "--", "x"], "auto, print or off"),
-            (&["--proxy-protocol", "v3", "--forward", "1=a"], "v1 or v2"),
+            (
+                &["--proxy-protocol", "v3", "--forward", "1=127.0.0.1:2"],
+                "v1 or v2",
+            ),
+            (
+                &["--forward", "0=127.0.0.1:80"],
+                "the listen port must be 1-65535",
+            ),
+            (&["--forward", "443=localhost:80"], "must be an IP address"),
             (&["--sysctl", "novalue", "--", "x"], "KEY=VALUE"),
             (&["--bogus", "1", "--", "x"], "unknown option --bogus"),
             (&["--iface"], "--iface needs a value"),
             (&[], "nothing to run"),
-            (&["--forward", "1=a", "--", "x"], "not both"),
+            (&["--forward", "1=127.0.0.1:2", "--", "x"], "not both"),
         ] {
             let e = p(args).unwrap_err();
             assert!(e.contains(needle) && !e.contains('\n'), "{args:?}: {e}");

@@ -82,10 +82,9 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
 /// The interface to use when none is named: venet0 (OpenVZ) if present, else the first
 /// non-loopback interface that is up and has an IPv4 address.
 pub fn choose(ifs: &[Interface]) -> Option<&Interface> {
-    ifs.iter().find(|i| i.name == "venet0").or_else(|| {
-        ifs.iter()
-            .find(|i| !i.loopback && i.up && !i.v4.is_empty())
-    })
+    ifs.iter()
+        .find(|i| i.name == "venet0")
+        .or_else(|| ifs.iter().find(|i| !i.loopback && i.up && !i.v4.is_empty()))
 }
 
 /// The IPv4 default gateway through `ifname` from /proc/net/route (None on a point-to-point

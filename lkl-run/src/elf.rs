@@ -59,7 +59,11 @@ fn parse(file: &[u8]) -> Program {
 /// The PT_INTERP path, if the file has one.
 fn interpreter(file: &[u8]) -> Option<String> {
     const PT_INTERP: usize = 3;
-    let (phoff, phentsize, phnum) = (u64_at(file, 0x20)?, u16_at(file, 0x36)?, u16_at(file, 0x38)?);
+    let (phoff, phentsize, phnum) = (
+        u64_at(file, 0x20)?,
+        u16_at(file, 0x36)?,
+        u16_at(file, 0x38)?,
+    );
     (0..phnum).find_map(|i| {
         let ph = file.get(i.checked_mul(phentsize)?.checked_add(phoff)?..)?;
         if u32_at(ph, 0)? != PT_INTERP {

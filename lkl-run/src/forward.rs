@@ -42,9 +42,9 @@ const COMPLAINT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// One `PORT=HOST:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Rule {
-    port: u16,
-    target: SocketAddr,
+pub struct Rule {
+    pub port: u16,
+    pub target: SocketAddr,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -175,7 +175,7 @@ fn parse(args: &[String], lkl_addrs: &[IpAddr]) -> Result<Config, String> {
 }
 
 /// `PORT=HOST:PORT`: a listen port and a socket address (IPv6 in brackets).
-fn parse_rule(arg: &str) -> Result<Rule, String> {
+pub fn parse_rule(arg: &str) -> Result<Rule, String> {
     let bad = |why: &str| format!("bad forwarding rule {arg:?}: {why} (expected PORT=HOST:PORT)");
     let (port, target) = arg.split_once('=').ok_or_else(|| bad("no '='"))?;
     let port = parse_port(port).ok_or_else(|| bad("the listen port must be 1-65535"))?;

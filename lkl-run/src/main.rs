@@ -80,7 +80,10 @@ fn main() -> ExitCode {
 fn launch(args: &args::Args, setup: &Setup, self_exe: &std::path::Path) -> String {
     let (program, argv): (OsString, Vec<OsString>) = if args.forwards.is_empty() {
         let path = setup.program.clone().expect("preflight found the program");
-        (path.into_os_string(), args.command.iter().map(OsString::from).collect())
+        (
+            path.into_os_string(),
+            args.command.iter().map(OsString::from).collect(),
+        )
     } else {
         let mut argv: Vec<OsString> = vec!["lkl-run".into(), forward::INTERNAL_COMMAND.into()];
         if let Some(v) = &args.proxy_protocol {
@@ -92,10 +95,7 @@ fn launch(args: &args::Args, setup: &Setup, self_exe: &std::path::Path) -> Strin
     // The forwarder's listeners are LKL's, and only they.
     let ports = match (&args.ports, args.forwards.is_empty()) {
         (Some(p), _) => Some(p.clone()),
-        (None, false) => match forward_ports(&args.forwards) {
-            Ok(p) => Some(p),
-            Err(e) => return e,
-        },
+        (None, false) => Some(forward_ports(&args.forwards)),
         (None, true) => None,
     };
 
@@ -138,7 +138,10 @@ fn launch(args: &args::Args, setup: &Setup, self_exe: &std::path::Path) -> Strin
         // exec) ends.
         if setup.shared && mode != FirewallMode::Off {
             let fw = Firewall::new(mode, &setup.iface, setup.ip, setup.ip6);
-            fw.install(ports.as_ref().expect("preflight requires --ports"), &PortSet::default());
+            fw.install(
+                ports.as_ref().expect("preflight requires --ports"),
+                &PortSet::default(),
+            );
             set("LKL_HIJACK_FIREWALL", "off".into());
         }
         if let Err(e) = drop_privileges(*uid, *gid, name) {
@@ -156,18 +159,15 @@ fn mode_name(mode: FirewallMode) -> &'static str {
     }
 }
 
-/// The listen ports of `--forward PORT=HOST:PORT` rules (the forwarder checks the rest).
-fn forward_ports(rules: &[String]) -> Result<PortSet, String> {
-    let ports: Option<Vec<(u16, u16)>> = rules
-        .iter()
-        .map(|r| {
-            let port: u16 = r.split_once('=')?.0.parse().ok().filter(|&p| p != 0)?;
-            Some((port, port))
-        })
-        .collect();
-    ports
-        .map(PortSet::from_ranges)
-        .ok_or_else(|| "--forward expects PORT=HOST:PORT, e.g. 443=127.0.0.1:8443".into())
+/// The listen ports of `--forward` rules (checked when the arguments were parsed).
+fn forward_ports(rules: &[String]) -> PortSet {
+    PortSet::from_ranges(
+        rules
+            .iter()
+            .filter_map(|r| forward::parse_rule(r).ok())
+            .map(|r| (r.port, r.port))
+            .collect(),
+    )
 }
 
 fn drop_privileges(uid: u32, gid: u32, name: &str) -> std::io::Result<()> {
@@ -194,7 +194,9 @@ fn exec(program: &OsString, argv: &[OsString], env: &[(String, String)]) -> Stri
     let build = || -> Result<(CString, Vec<CString>, Vec<CString>), &str> {
         Ok((
             cstr(program.as_bytes())?,
-            argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?,
+            argv.iter()
+                .map(|a| cstr(a.as_bytes()))
+                .collect::<Result<_, _>>()?,
             env.iter()
                 .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
                 .collect::<Result<_, _>>()?,

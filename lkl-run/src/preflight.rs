@@ -54,15 +54,19 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
 
     let ifs = detect::interfaces().map_err(|e| fail(11, format!("cannot list interfaces: {e}")))?;
     let iface: Interface = match &args.iface {
-        Some(name) => ifs.iter().find(|i| &i.name == name).cloned().ok_or_else(|| {
-            fail(
-                11,
-                format!(
-                    "--iface {name}: no such interface here (interfaces: {})",
-                    names(&ifs)
-                ),
-            )
-        })?,
+        Some(name) => ifs
+            .iter()
+            .find(|i| &i.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                fail(
+                    11,
+                    format!(
+                        "--iface {name}: no such interface here (interfaces: {})",
+                        names(&ifs)
+                    ),
+                )
+            })?,
         None => detect::choose(&ifs).cloned().ok_or_else(|| {
             fail(
                 11,
@@ -77,7 +81,10 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
     if !iface.up {
         return Err(fail(
             12,
-            format!("interface {} is down: bring it up (ip link set {0} up)", iface.name),
+            format!(
+                "interface {} is down: bring it up (ip link set {0} up)",
+                iface.name
+            ),
         ));
     }
     let ip = args.ip.or_else(|| iface.v4.first().copied());
@@ -91,24 +98,34 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
             ),
         ));
     }
-    let shared = ip.is_some_and(|a| iface.v4.contains(&a))
-        || ip6.is_some_and(|a| iface.v6.contains(&a));
+    let shared =
+        ip.is_some_and(|a| iface.v4.contains(&a)) || ip6.is_some_and(|a| iface.v6.contains(&a));
     let show = |a: Option<String>| a.unwrap_or_else(|| "-".into());
     ok(format!(
         "interface {} up, LKL address {} / {}{}",
         iface.name,
         show(ip.map(|a| a.to_string())),
         show(ip6.map(|a| a.to_string())),
-        if shared { " (shared with the host)" } else { "" }
+        if shared {
+            " (shared with the host)"
+        } else {
+            ""
+        }
     ));
 
     let program = match args.command.first() {
         Some(name) if args.forwards.is_empty() => {
             let path = find_program(name).ok_or_else(|| {
-                fail(14, format!("{name}: program not found (not a file, nor in PATH)"))
+                fail(
+                    14,
+                    format!("{name}: program not found (not a file, nor in PATH)"),
+                )
             })?;
             check_program(&path)?;
-            ok(format!("program {} is dynamically linked with glibc", path.display()));
+            ok(format!(
+                "program {} is dynamically linked with glibc",
+                path.display()
+            ));
             Some(path)
         }
         _ => None,
@@ -120,11 +137,16 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
             "no CAP_NET_RAW: run lkl-run as root (add --user to run the program unprivileged)"
                 .into(),
         ),
-        e => fail(16, format!("cannot open a packet socket on {}: {e}", iface.name)),
+        e => fail(
+            16,
+            format!("cannot open a packet socket on {}: {e}", iface.name),
+        ),
     })?;
     ok(format!("packet socket on {}", iface.name));
 
-    let firewall = args.firewall.unwrap_or(lkl_firewall::policy::FirewallMode::Auto);
+    let firewall = args
+        .firewall
+        .unwrap_or(lkl_firewall::policy::FirewallMode::Auto);
     if shared && firewall != lkl_firewall::policy::FirewallMode::Off {
         let tool = ["nft", "iptables"]
             .into_iter()
@@ -146,7 +168,9 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
         Some(name) => {
             let u = lookup_user(name)
                 .ok_or_else(|| fail(18, format!("--user {name}: no such user")))?;
-            if shared && firewall == lkl_firewall::policy::FirewallMode::Auto && args.ports.is_none()
+            if shared
+                && firewall == lkl_firewall::policy::FirewallMode::Auto
+                && args.ports.is_none()
             {
                 return Err(fail(
                     19,
@@ -176,7 +200,10 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
 }
 
 fn names(ifs: &[Interface]) -> String {
-    ifs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+    ifs.iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn find_library(given: Option<&Path>, self_exe: &Path) -> Result<PathBuf, Failure> {
@@ -250,7 +277,13 @@ fn lookup_user(name: &str) -> Option<(u32, u32, String)> {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: getpwnam_r fills `pw` with strings in `buf`; all live for the call.
     let rc = unsafe {
-        libc::getpwnam_r(cname.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut result)
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
     };
     (rc == 0 && !result.is_null()).then(|| (pw.pw_uid, pw.pw_gid, name.to_string()))
 }

@@ -20,6 +20,7 @@ mod ifconfig;
 mod kernel;
 pub mod netdev;
 pub mod packet;
+pub mod raw;
 mod syscalls;
 
 pub use errno::Errno;

@@ -25,6 +25,7 @@ use crate::stack;
 mod fd;
 mod io;
 mod socket;
+mod syscall;
 mod wait;
 
 /// Kernel system call `nr` with up to six arguments (pointers and integers), its result

@@ -313,8 +313,9 @@ pub fn echo_server_bin() -> PathBuf {
     bin
 }
 
-/// The `lkl-run` launcher of this profile, (re)built once per test process: `cargo test` builds
-/// a workspace member's binary only when the whole workspace is tested.
+/// The `lkl-run` launcher of this profile, (re)built once per test process (`cargo test` builds
+/// a workspace member's binary only when the whole workspace is tested), with the preload
+/// library it finds next to itself: `cargo test` leaves the fresh one in deps/ only.
 pub fn lkl_run_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
@@ -330,11 +331,22 @@ pub fn lkl_run_bin() -> PathBuf {
                 .expect("profile directory name");
             let profile = if profile == "debug" { "dev" } else { profile };
             let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "lkl-run", "--profile", profile])
+                .args([
+                    "build",
+                    "-p",
+                    "lkl-run",
+                    "-p",
+                    "lkl-hijack",
+                    "--profile",
+                    profile,
+                ])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .expect("run cargo");
-            assert!(status.success(), "cargo build -p lkl-run failed");
+            assert!(
+                status.success(),
+                "cargo build -p lkl-run -p lkl-hijack failed"
+            );
             profile_dir.join("lkl-run")
         })
         .clone()

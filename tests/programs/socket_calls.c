@@ -33,6 +33,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -2113,6 +2114,51 @@ static int listen_and_wait(void) {
     return 0;
 }
 
+/* The same calls made through syscall(2), as libgo (gccgo) makes some of them. */
+static void check_syscall(void) {
+    section = "syscall";
+    int l = fd_ok("socket", (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0));
+    struct sockaddr_storage ss;
+    socklen_t len = loopback(AF_INET, &ss, 0);
+    rc("bind", syscall(SYS_bind, l, (struct sockaddr *)&ss, len));
+    rc("listen", syscall(SYS_listen, l, 8));
+    len = sizeof ss;
+    rc("getsockname", syscall(SYS_getsockname, l, (struct sockaddr *)&ss, &len));
+    uint16_t port = port_of(&ss);
+    say("port matches getsockname(3): %d", port == local_port(l));
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    len = loopback(AF_INET, &ss, port);
+    rc("connect", syscall(SYS_connect, c, (struct sockaddr *)&ss, len));
+    int a = fd_ok("accept4 nonblocking", (int)syscall(SYS_accept4, l, NULL, NULL, SOCK_NONBLOCK));
+    rc("fcntl F_GETFL has O_NONBLOCK", (syscall(SYS_fcntl, a, F_GETFL) & O_NONBLOCK) != 0);
+    int type = 0;
+    len = sizeof type;
+    rc("getsockopt SO_TYPE", syscall(SYS_getsockopt, a, SOL_SOCKET, SO_TYPE, &type, &len));
+    say("type is SOCK_STREAM: %d", type == SOCK_STREAM);
+    rc("write", syscall(SYS_write, c, "ping", 4));
+    struct iovec out[2] = {{"-v", 2}, {"ec", 2}};
+    rc("writev", syscall(SYS_writev, c, out, 2));
+    rc("sendto", syscall(SYS_sendto, c, "!", 1, 0, NULL, 0));
+    struct pollfd p = {a, POLLIN, 0};
+    rc("poll", syscall(SYS_poll, &p, 1, LONG_MS));
+    say("revents: %s", (p.revents & POLLIN) ? "POLLIN" : "none");
+    sleep_ms(50);
+    char x[3] = {0}, y[8] = {0};
+    struct iovec in[2] = {{x, 2}, {y, sizeof y - 1}};
+    rc("readv", syscall(SYS_readv, a, in, 2));
+    say("data: '%s' '%s'", x, y);
+    rc("shutdown SHUT_WR", syscall(SYS_shutdown, c, SHUT_WR));
+    settle(a);
+    char buf[8];
+    rc("read at EOF", syscall(SYS_read, a, buf, sizeof buf));
+    rc("recvfrom nothing left", syscall(SYS_recvfrom, a, buf, sizeof buf, MSG_DONTWAIT, NULL, NULL));
+    rc("getpid like getpid(3)", syscall(SYS_getpid) == getpid());
+    rc("close", syscall(SYS_close, a));
+    rc("close again", syscall(SYS_close, a));
+    close(c);
+    close(l);
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--listen-and-wait") == 0)
         return listen_and_wait();
@@ -2151,6 +2197,7 @@ int main(int argc, char **argv) {
     check_select(0);
     check_select(1);
     check_epoll();
+    check_syscall();
     section = "end";
     say("done");
     return 0;

@@ -30,7 +30,7 @@ impl Fd {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
         // SAFETY: F_GETFD takes no pointer.
-        check(unsafe { libc::syscall(libc::SYS_fcntl, raw, libc::F_GETFD) })?;
+        check(unsafe { crate::raw_syscall!(libc::SYS_fcntl, raw, libc::F_GETFD) })?;
         Ok(Fd(raw))
     }
 
@@ -45,7 +45,7 @@ impl Fd {
 pub fn set_cloexec(fd: &Fd, on: bool) -> io::Result<()> {
     let flags = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: F_SETFD takes an integer.
-    check(unsafe { libc::syscall(libc::SYS_fcntl, fd.0, libc::F_SETFD, flags) }).map(drop)
+    check(unsafe { crate::raw_syscall!(libc::SYS_fcntl, fd.0, libc::F_SETFD, flags) }).map(drop)
 }
 
 /// An int-valued socket option.
@@ -54,7 +54,7 @@ pub fn getsockopt_int(fd: &Fd, level: c_int, name: c_int) -> io::Result<c_int> {
     let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
     // SAFETY: value and len are live for the call and len says value's size.
     check(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_getsockopt,
             fd.0,
             level,
@@ -69,20 +69,20 @@ pub fn getsockopt_int(fd: &Fd, level: c_int, name: c_int) -> io::Result<c_int> {
 impl Drop for Fd {
     fn drop(&mut self) {
         // SAFETY: we own the descriptor and nothing uses it after drop.
-        unsafe { libc::syscall(libc::SYS_close, self.0) };
+        unsafe { crate::raw_syscall!(libc::SYS_close, self.0) };
     }
 }
 
 pub fn socket(domain: c_int, ty: c_int, protocol: c_int) -> io::Result<Fd> {
     // SAFETY: socket takes integers only.
-    let fd = check(unsafe { libc::syscall(libc::SYS_socket, domain, ty, protocol) })?;
+    let fd = check(unsafe { crate::raw_syscall!(libc::SYS_socket, domain, ty, protocol) })?;
     Ok(Fd(fd as c_int))
 }
 
 pub fn eventfd() -> io::Result<Fd> {
     // SAFETY: eventfd2 takes integers only.
     let fd = check(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_eventfd2,
             0,
             libc::EFD_CLOEXEC | libc::EFD_NONBLOCK,
@@ -97,7 +97,7 @@ pub fn eventfd() -> io::Result<Fd> {
 /// `T` must be what request `req` reads and writes.
 pub unsafe fn ioctl<T>(fd: &Fd, req: c_long, arg: &mut T) -> io::Result<()> {
     // SAFETY: arg is a live exclusive borrow; the caller pairs req with T.
-    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.0, req, ptr::from_mut(arg)) }).map(drop)
+    check(unsafe { crate::raw_syscall!(libc::SYS_ioctl, fd.0, req, ptr::from_mut(arg)) }).map(drop)
 }
 
 /// `setsockopt` with a `T` value.
@@ -107,7 +107,7 @@ pub unsafe fn ioctl<T>(fd: &Fd, req: c_long, arg: &mut T) -> io::Result<()> {
 pub unsafe fn setsockopt<T>(fd: &Fd, level: c_int, name: c_int, value: &T) -> io::Result<()> {
     // SAFETY: value is readable for size_of::<T>() bytes during the call.
     check(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_setsockopt,
             fd.0,
             level,
@@ -122,7 +122,7 @@ pub unsafe fn setsockopt<T>(fd: &Fd, level: c_int, name: c_int, value: &T) -> io
 pub fn bind_ll(fd: &Fd, addr: &libc::sockaddr_ll) -> io::Result<()> {
     // SAFETY: addr is a valid sockaddr_ll read during the call.
     check(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_bind,
             fd.0,
             ptr::from_ref(addr),
@@ -136,7 +136,7 @@ pub fn bind_ll(fd: &Fd, addr: &libc::sockaddr_ll) -> io::Result<()> {
 /// `msg` must describe valid buffers (name, iovecs, control) for the call.
 pub unsafe fn sendmsg(fd: &Fd, msg: &libc::msghdr, flags: c_int) -> io::Result<usize> {
     // SAFETY: the caller vouches for the buffers msg points to.
-    check(unsafe { libc::syscall(libc::SYS_sendmsg, fd.0, ptr::from_ref(msg), flags) })
+    check(unsafe { crate::raw_syscall!(libc::SYS_sendmsg, fd.0, ptr::from_ref(msg), flags) })
         .map(|n| n as usize)
 }
 
@@ -144,7 +144,7 @@ pub unsafe fn sendmsg(fd: &Fd, msg: &libc::msghdr, flags: c_int) -> io::Result<u
 /// `msg` must describe valid writable buffers (name, iovecs, control) for the call.
 pub unsafe fn recvmsg(fd: &Fd, msg: &mut libc::msghdr, flags: c_int) -> io::Result<usize> {
     // SAFETY: the caller vouches for the buffers msg points to.
-    check(unsafe { libc::syscall(libc::SYS_recvmsg, fd.0, ptr::from_mut(msg), flags) })
+    check(unsafe { crate::raw_syscall!(libc::SYS_recvmsg, fd.0, ptr::from_mut(msg), flags) })
         .map(|n| n as usize)
 }
 
@@ -152,7 +152,7 @@ pub unsafe fn recvmsg(fd: &Fd, msg: &mut libc::msghdr, flags: c_int) -> io::Resu
 pub fn ppoll(fds: &mut [libc::pollfd]) -> io::Result<usize> {
     // SAFETY: fds is a live exclusive slice of pollfd; no timeout, no signal mask.
     check(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_ppoll,
             fds.as_mut_ptr(),
             fds.len() as libc::nfds_t,
@@ -167,14 +167,15 @@ pub fn ppoll(fds: &mut [libc::pollfd]) -> io::Result<usize> {
 pub fn eventfd_signal(fd: &Fd) -> io::Result<()> {
     let one: u64 = 1;
     // SAFETY: writes the 8 bytes of `one`, alive during the call.
-    check(unsafe { libc::syscall(libc::SYS_write, fd.0, ptr::from_ref(&one), 8usize) }).map(drop)
+    check(unsafe { crate::raw_syscall!(libc::SYS_write, fd.0, ptr::from_ref(&one), 8usize) })
+        .map(drop)
 }
 
 /// Reads a whole (small, /proc) file with raw openat/read.
 pub fn read_file(path: &std::ffi::CStr) -> io::Result<Vec<u8>> {
     // SAFETY: path is NUL-terminated and alive during the call.
     let fd = check(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_openat,
             libc::AT_FDCWD,
             path.as_ptr(),
@@ -188,7 +189,7 @@ pub fn read_file(path: &std::ffi::CStr) -> io::Result<Vec<u8>> {
     loop {
         // SAFETY: the kernel writes at most buf.len() bytes into buf.
         let n = check(unsafe {
-            libc::syscall(
+            crate::raw_syscall!(
                 libc::SYS_read,
                 fd.0,
                 buf.as_mut_ptr().cast::<c_void>(),

@@ -12,9 +12,9 @@
 //
 // Both inbounds may be given at once. It runs until SIGINT or SIGTERM.
 //
-// Every connection is wrapped in a traffic counter (see lklSafeIO): besides counting, that hides
-// the socket from v2ray's readv/writev fast paths, which libgo sends through syscall(2) where
-// liblkl_hijack.so does not see them.
+// libgo makes some socket calls through syscall(2) (internal/poll.FD.Writev, and v2ray's
+// common/buf reads with readv through syscall.Syscall): the library hooks syscall(2) too, so
+// v2ray's vector I/O fast paths run on LKL sockets unchanged.
 package main
 
 import (
@@ -28,11 +28,9 @@ import (
 	"v2ray.com/core"
 	"v2ray.com/core/app/dispatcher"
 	applog "v2ray.com/core/app/log"
-	"v2ray.com/core/app/policy"
 	"v2ray.com/core/app/proxyman"
 	_ "v2ray.com/core/app/proxyman/inbound"
 	_ "v2ray.com/core/app/proxyman/outbound"
-	"v2ray.com/core/app/stats"
 	clog "v2ray.com/core/common/log"
 	"v2ray.com/core/common/net"
 	"v2ray.com/core/common/protocol"
@@ -99,7 +97,6 @@ func buildConfig(listen, to, vmessListen, vmessID, logLevel string) (*core.Confi
 			{Tag: "direct", ProxySettings: serial.ToTypedMessage(&freedom.Config{})},
 		},
 	}
-	config.App = append(config.App, lklSafeIO()...)
 
 	if listen != "" {
 		if to == "" {
@@ -145,29 +142,6 @@ func buildConfig(listen, to, vmessListen, vmessID, logLevel string) (*core.Confi
 		})
 	}
 	return config, nil
-}
-
-// lklSafeIO turns on v2ray's per-handler traffic counters (handlers need a tag for them).
-// Their side effect is the point: proxyman then wraps each connection in
-// internet.StatCouterConnection, which is neither a *net.TCPConn nor a syscall.Conn, so
-// net.Buffers.WriteTo falls back to write(2) per buffer and common/buf reads with read(2)
-// instead of readv. gccgo's libgo makes those two vector calls with syscall(2)
-// (internal/poll.FD.Writev -> __go_syscall6; common/buf.posixReader -> syscall.Syscall), which
-// the preload does not hook: on an LKL socket they reach the host kernel's placeholder and fail
-// with ENOTCONN ("writev: transport endpoint is not connected"), which cuts a download at the
-// first write of more than one buffer.
-func lklSafeIO() []*serial.TypedMessage {
-	return []*serial.TypedMessage{
-		serial.ToTypedMessage(&stats.Config{}),
-		serial.ToTypedMessage(&policy.Config{
-			System: &policy.SystemPolicy{Stats: &policy.SystemPolicy_Stats{
-				InboundUplink:    true,
-				InboundDownlink:  true,
-				OutboundUplink:   true,
-				OutboundDownlink: true,
-			}},
-		}),
-	}
 }
 
 // receiverAt is the proxyman receiver (a TCP listener) for `host:port`.
