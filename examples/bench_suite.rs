@@ -9,6 +9,9 @@
 //! * goodput on venet with 25 ms delay each way, random loss and a 100 Mbit/s rate, the server
 //!   sending (`-R`): LKL with BBR (its default) against the host with cubic (`-C cubic`, which
 //!   iperf3's server sets on its socket); the 1 % point is the figure, 0 .. 5 % the plot.
+//! * forward mode on venet, both directions: `lkl-run --forward` (LKL's address → an `iperf3
+//!   -s` on the container's loopback, host stack) against a direct connection to `iperf3 -s`
+//!   on the container's host-stack address; CPU seconds of the forwarder process per GB.
 //! * 1-byte ping-pong over one connection, and connections per second (connect, 1-byte echo,
 //!   close), against `examples/bench_rr.rs` as the server, on the veth topology.
 //! * RSS of the idle server after one connection, with and without the preload.
@@ -21,12 +24,13 @@
 //! changed. Environment: RUNS (default 3), SWEEP_RUNS (runs per loss point other than 1 %,
 //! default 1), SECS (throughput seconds, 5), LOSSY_SECS (10), RR_SECS (3), CONNS (10000),
 //! CONNECT_THREADS (2), PIN (1: pin the request/response server and client to CPUs; 0: not),
-//! FIGURES (a subset of throughput,lossy,rr,conns,boot), BENCH_OUT (default target/bench).
+//! FIGURES (a subset of throughput,forward,lossy,rr,conns,boot), BENCH_OUT (default
+//! target/bench).
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -40,6 +44,8 @@ use lkl_rig::{Netns, Topology, VenetTopology, VethTopology};
 
 const IPERF_PORT: u16 = 5201;
 const RR_PORT: u16 = 7000;
+/// The port `lkl-run --forward` publishes on LKL's address.
+const FORWARD_PORT: u16 = 5202;
 const GB: f64 = 1e9;
 const LOSSES: [f64; 6] = [0.0, 0.1, 0.5, 1.0, 2.0, 5.0];
 /// The loss rate of the table's goodput figure.
@@ -59,6 +65,8 @@ fn env_num(key: &str, default: f64) -> f64 {
 struct Bench {
     so: PathBuf,
     rr_bin: PathBuf,
+    /// target/<profile>/lkl-run (not required: only the forward figure needs it).
+    lkl_run: PathBuf,
     out: PathBuf,
     logs: PathBuf,
     runs: usize,
@@ -99,6 +107,7 @@ impl Bench {
         Bench {
             so,
             rr_bin,
+            lkl_run: profile.join("lkl-run"),
             out,
             logs,
             runs,
@@ -255,6 +264,26 @@ impl Proc {
                 }
             }
         }
+    }
+
+    /// Waits for a line containing `what` in its stderr log (for programs that report there).
+    fn wait_log(&mut self, what: &str, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        while !fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(what)
+        {
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{}: no {what:?} within {limit:?}: {}",
+                    self.name,
+                    self.log_tail()
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// Fails when the process has exited.
@@ -460,9 +489,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// An iperf3 server of `stack` in the container, once it listens.
-fn iperf3_server(b: &Bench, topo: &dyn Topology, stack: Stack) -> Result<(Proc, IpAddr), String> {
-    let (ip, env) = stack.server(b, topo);
+/// An iperf3 server in the container on `ip`, once it listens.
+fn iperf3_server(
+    b: &Bench,
+    topo: &dyn Topology,
+    ip: IpAddr,
+    env: &[(String, String)],
+    name: &str,
+) -> Result<Proc, String> {
     let ip_s = ip.to_string();
     let port = IPERF_PORT.to_string();
     let mut p = Proc::spawn(
@@ -470,12 +504,12 @@ fn iperf3_server(b: &Bench, topo: &dyn Topology, stack: Stack) -> Result<(Proc, 
         topo.container_ns(),
         Path::new("iperf3"),
         &["-s", "-B", &ip_s, "-p", &port, "--forceflush"],
-        &env,
-        &format!("iperf3-s-{}", stack.name()),
+        env,
+        &format!("iperf3-s-{name}"),
         None,
     )?;
     p.wait_line("Server listening", START_LIMIT)?;
-    Ok((p, ip))
+    Ok(p)
 }
 
 /// One iperf3 test against a fresh server of `stack`: bits/s received, the server's CPU
@@ -491,9 +525,24 @@ fn iperf_run(
     secs: f64,
     cc: Option<&str>,
 ) -> Result<(f64, f64, String), String> {
-    let (mut server, ip) = iperf3_server(b, topo, stack)?;
-    let ip = ip.to_string();
-    let port = IPERF_PORT.to_string();
+    let (ip, env) = stack.server(b, topo);
+    let mut server = iperf3_server(b, topo, ip, &env, stack.name())?;
+    let to = SocketAddr::new(ip, IPERF_PORT);
+    iperf_client(topo, &mut server, to, reverse, secs, cc)
+}
+
+/// One iperf3 client run from the peer to `to`: bits/s received, CPU seconds of `server` per
+/// GB and the sender's congestion control (see `iperf_run`).
+fn iperf_client(
+    topo: &dyn Topology,
+    server: &mut Proc,
+    to: SocketAddr,
+    reverse: bool,
+    secs: f64,
+    cc: Option<&str>,
+) -> Result<(f64, f64, String), String> {
+    let ip = to.ip().to_string();
+    let port = to.port().to_string();
     let t = format!("{}", secs.round().max(1.0) as u64);
     let mut args = vec![
         "-c",
@@ -571,24 +620,88 @@ fn yes(ok: bool) -> String {
     if ok { "yes" } else { "**no**" }.into()
 }
 
-fn tput_target(veth: bool) -> &'static str {
-    if veth {
-        "≥ 10 Gbit/s and ≥ 0.25 × host"
-    } else {
-        "≥ 0.7 × host"
+/// What a throughput figure compares: LKL against the host on veth or venet, or (Forward,
+/// venet) `lkl-run --forward` to a host-stack server against that server reached directly.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tput {
+    Veth,
+    Venet,
+    Forward,
+}
+
+impl Tput {
+    fn name(self) -> &'static str {
+        match self {
+            Tput::Veth => "veth",
+            Tput::Venet => "venet",
+            Tput::Forward => "venet, lkl-run --forward (LKL column) vs direct (host column)",
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Tput::Veth => "≥ 10 Gbit/s and ≥ 0.25 × host",
+            Tput::Venet => "≥ 0.7 × host",
+            Tput::Forward => "(diagnostic)",
+        }
     }
 }
 
 /// Runs of the host (index 0) and of LKL (1).
 type PerStack<T> = [Vec<T>; 2];
 
+/// One forward-mode run: a fresh `iperf3 -s` on the container's loopback (host stack) and a
+/// fresh `lkl-run --forward FORWARD_PORT=127.0.0.1:IPERF_PORT` on LKL's address, the client in
+/// the peer; the CPU is the forwarder's (lkl-run execs itself as the forwarder).
+fn forward_run(
+    b: &Bench,
+    topo: &dyn Topology,
+    reverse: bool,
+) -> Result<(f64, f64, String), String> {
+    if !b.lkl_run.is_file() {
+        return Err(format!(
+            "{} is missing: cargo build --release -p lkl-run",
+            b.lkl_run.display()
+        ));
+    }
+    let lkl_v4 = topo.addrs().lkl_v4;
+    let _target = iperf3_server(b, topo, Ipv4Addr::LOCALHOST.into(), &[], "loopback")?;
+    let (v4, rule) = (
+        lkl_v4.to_string(),
+        format!("{FORWARD_PORT}=127.0.0.1:{IPERF_PORT}"),
+    );
+    let args = [
+        "--iface",
+        topo.container_if(),
+        "--ip",
+        &v4,
+        "--forward",
+        &rule,
+    ];
+    let mut fwd = Proc::spawn(
+        b,
+        topo.container_ns(),
+        &b.lkl_run,
+        &args,
+        &[],
+        "lkl-run-forward",
+        None,
+    )?;
+    fwd.wait_log("lkl-run: forwarding", START_LIMIT)?;
+    let to = SocketAddr::new(lkl_v4.into(), FORWARD_PORT);
+    iperf_client(topo, &mut fwd, to, reverse, b.secs, Some("bbr"))
+}
+
 /// Throughput and CPU per GB on one topology, both directions.
-fn throughput(b: &Bench, veth: bool) -> Vec<Row> {
-    let kind = if veth { "veth" } else { "venet" };
+fn throughput(b: &Bench, kind: Tput) -> Vec<Row> {
     let dirs = [(false, "peer → server"), (true, "server → peer")];
+    let names = match kind {
+        Tput::Forward => ["direct", "forward"],
+        _ => [Stack::Host.name(), Stack::Lkl.name()],
+    };
     let measured = (|| -> Result<Vec<PerStack<(f64, f64)>>, String> {
         let (v, n);
-        let topo: &dyn Topology = if veth {
+        let topo: &dyn Topology = if kind == Tput::Veth {
             v = VethTopology::new().map_err(|e| format!("veth rig: {e}"))?;
             &v
         } else {
@@ -601,10 +714,14 @@ fn throughput(b: &Bench, veth: bool) -> Vec<Row> {
         for run in 0..b.runs {
             for (d, (reverse, dname)) in dirs.iter().enumerate() {
                 for (s, stack) in [Stack::Host, Stack::Lkl].into_iter().enumerate() {
-                    let r = iperf_run(b, topo, stack, *reverse, b.secs, Some("bbr"))?;
+                    let r = match (kind, stack) {
+                        (Tput::Forward, Stack::Lkl) => forward_run(b, topo, *reverse)?,
+                        _ => iperf_run(b, topo, stack, *reverse, b.secs, Some("bbr"))?,
+                    };
                     b.record(format!(
-                        "throughput {kind} {dname} {} run {run}: {:.3} Gbit/s, {:.3} CPU s/GB",
-                        stack.name(),
+                        "throughput {} {dname} {} run {run}: {:.3} Gbit/s, {:.3} CPU s/GB",
+                        kind.name(),
+                        names[s],
                         r.0 / 1e9,
                         r.1
                     ));
@@ -615,24 +732,29 @@ fn throughput(b: &Bench, veth: bool) -> Vec<Row> {
         Ok(res)
     })();
     let mut rows = Vec::new();
+    let (who, cpu_target) = match kind {
+        Tput::Forward => ("forwarder / direct server", "(diagnostic)"),
+        _ => ("server", "≤ 1 s/GB"),
+    };
     for (d, (_, dname)) in dirs.iter().enumerate() {
-        let fig = format!("throughput, {kind}, {dname} (Gbit/s)");
-        let cfig = format!("server CPU per GB moved, {kind}, {dname} (CPU s/GB)");
-        let target = tput_target(veth);
+        let kname = kind.name();
+        let fig = format!("throughput, {kname}, {dname} (Gbit/s)");
+        let cfig = format!("{who} CPU per GB moved, {kname}, {dname} (CPU s/GB)");
+        let target = kind.target();
         match &measured {
             Err(e) => {
                 rows.push(Row::error(&fig, target, e));
-                rows.push(Row::error(&cfig, "≤ 1 s/GB", e));
+                rows.push(Row::error(&cfig, cpu_target, e));
             }
             Ok(res) => {
                 let med =
                     |s: usize, f: fn(&(f64, f64)) -> f64| median(res[d][s].iter().map(f).collect());
                 let (host, lkl) = (med(0, |r| r.0), med(1, |r| r.0));
                 let ratio = lkl / host;
-                let ok = if veth {
-                    lkl >= 10e9 && ratio >= 0.25
-                } else {
-                    ratio >= 0.7
+                let ok = match kind {
+                    Tput::Veth => yes(lkl >= 10e9 && ratio >= 0.25),
+                    Tput::Venet => yes(ratio >= 0.7),
+                    Tput::Forward => "—".into(),
                 };
                 rows.push(Row {
                     figure: fig,
@@ -640,7 +762,7 @@ fn throughput(b: &Bench, veth: bool) -> Vec<Row> {
                     host: format!("{:.2}", host / 1e9),
                     ratio: format!("{ratio:.2}"),
                     target: target.into(),
-                    met: yes(ok),
+                    met: ok,
                 });
                 let (hc, lc) = (med(0, |r| r.1), med(1, |r| r.1));
                 rows.push(Row {
@@ -648,8 +770,12 @@ fn throughput(b: &Bench, veth: bool) -> Vec<Row> {
                     lkl: format!("{lc:.2}"),
                     host: format!("{hc:.2}"),
                     ratio: format!("{:.2}", lc / hc),
-                    target: "≤ 1 s/GB".into(),
-                    met: yes(lc <= 1.0),
+                    target: cpu_target.into(),
+                    met: if kind == Tput::Forward {
+                        "—".into()
+                    } else {
+                        yes(lc <= 1.0)
+                    },
                 });
             }
         }
@@ -1072,25 +1198,28 @@ fn main() {
         b.conns,
         b.out.display()
     );
-    // FIGURES=throughput,lossy,rr,conns,boot: a subset (for working on one).
+    // FIGURES=throughput,forward,lossy,rr,conns,boot: a subset (for working on one).
     let only = std::env::var("FIGURES").unwrap_or_default();
     let want = |f: &str| only.is_empty() || only.split(',').any(|w| w.trim() == f);
     let mut rows = Vec::new();
-    for veth in [true, false] {
-        if !want("throughput") {
-            break;
+    for (kind, figure) in [
+        (Tput::Veth, "throughput"),
+        (Tput::Venet, "throughput"),
+        (Tput::Forward, "forward"),
+    ] {
+        if !want(figure) {
+            continue;
         }
-        let kind = if veth { "veth" } else { "venet" };
         rows.extend(guarded(
-            &format!("throughput {kind}"),
+            &format!("throughput {}", kind.name()),
             |e| {
                 vec![Row::error(
-                    &format!("throughput, {kind}"),
-                    tput_target(veth),
+                    &format!("throughput, {}", kind.name()),
+                    kind.target(),
                     &e,
                 )]
             },
-            || throughput(&b, veth),
+            || throughput(&b, kind),
         ));
     }
     let mut sweep = Vec::new();

@@ -3,13 +3,13 @@
 # and the host kernel in one run, medians of RUNS runs (default 3). Prints a markdown table and
 # writes it, every single run and the goodput-vs-loss plot (PNG) into BENCH_OUT (default
 # target/bench/). Needs root; sets up and tears down its own rigs (network namespaces), changes
-# nothing outside them. Takes about 7 minutes with RUNS=3 (after the first build).
+# nothing outside them. Takes about 8 minutes with RUNS=3 (after the first build).
 # Other settings: SWEEP_RUNS SECS LOSSY_SECS RR_SECS CONNS CONNECT_THREADS (examples/bench_suite.rs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
-cargo build --quiet --release -p lkl-hijack -p lkl-rig --lib --bins \
+cargo build --quiet --release -p lkl-hijack -p lkl-rig -p lkl-run --lib --bins \
     --example bench_suite --example bench_rr
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 export BENCH_OUT="${BENCH_OUT:-${CARGO_TARGET_DIR:-$root/target}/bench}"
