@@ -25,8 +25,6 @@ const FLOOD: usize = 600;
 const THREADS: usize = 6;
 
 #[test]
-#[ignore = "known gap (issue 7): with 32M exhausted, rx skb allocation fails, so the peers' RSTs \
-            that would free the memory are never received; the process survives (no OOM panic)"]
 fn many_big_buffered_connections_under_32m_kernel_memory_then_the_server_recovers() {
     let topo = venet();
     let addr = lkl_v4(&topo, PORT);

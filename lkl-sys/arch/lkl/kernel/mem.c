@@ -10,6 +10,7 @@
 #include <linux/mm.h>
 #include <linux/oom.h>
 #include <linux/string.h>
+#include <net/sock.h>
 #include <asm/page.h>
 #include <asm/sections.h>
 #include "internal.h"
@@ -108,3 +109,19 @@ static int __init lkl_disable_oom_killer(void)
 	return 0;
 }
 late_initcall(lkl_disable_oom_killer);
+
+/*
+ * Every task that sends on a socket keeps a page-fragment cache of its own
+ * (task_frag), 32 KiB pages by default, until it exits. Here each program
+ * thread that calls in is a task, and at a library kernel's memory sizes a
+ * server with a thread per connection pins it all that way (600 threads:
+ * 19 of 32 MiB, and then not even the resets that would free sockets can
+ * be received). Single pages, as net.core.high_order_alloc_disable=1 asks
+ * (and =0 undoes), keep it to 4 KiB per thread.
+ */
+static int __init lkl_small_frag_pages(void)
+{
+	static_branch_enable(&net_high_order_alloc_disable_key);
+	return 0;
+}
+late_initcall(lkl_small_frag_pages);
