@@ -46,6 +46,10 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ARPHRD_ETHER: u16 = 1;
 /// The packet socket's receive buffer.
 const RCVBUF_BYTES: c_int = 4 << 20;
+/// How often, and after how long a wait each time, a send the host refused for a full queue
+/// is tried again.
+const TX_RETRIES: u32 = 3;
+const TX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
 const PACKET_OUTGOING: u8 = 4;
 // virtio_net_hdr flags and gso types (linux/virtio_net.h)
 const VNET_HDR_F_NEEDS_CSUM: u8 = 1;
@@ -151,7 +155,10 @@ pub struct PacketStats {
     pub tx_packets: u64,
     /// Packets dropped because no next-hop MAC is known yet (Ethernet interfaces).
     pub tx_no_next_hop: u64,
-    /// Packets the host refused or LKL handed over malformed.
+    /// Sends the host refused for a moment (a full queue: ENOBUFS or EAGAIN) and that were
+    /// tried again.
+    pub tx_retried: u64,
+    /// Packets the host refused (also after retries) or LKL handed over malformed.
     pub tx_errors: u64,
 }
 
@@ -161,6 +168,7 @@ struct Counters {
     rx_truncated: AtomicU64,
     tx_packets: AtomicU64,
     tx_no_next_hop: AtomicU64,
+    tx_retried: AtomicU64,
     tx_errors: AtomicU64,
 }
 
@@ -441,6 +449,7 @@ impl PacketBackend {
             rx_truncated: c.rx_truncated.load(Ordering::Relaxed),
             tx_packets: c.tx_packets.load(Ordering::Relaxed),
             tx_no_next_hop: c.tx_no_next_hop.load(Ordering::Relaxed),
+            tx_retried: c.tx_retried.load(Ordering::Relaxed),
             tx_errors: c.tx_errors.load(Ordering::Relaxed),
         }
     }
@@ -492,7 +501,7 @@ impl PacketBackend {
                     revents: 0,
                 },
             ];
-            match sys::ppoll(&mut fds) {
+            match sys::ppoll(&mut fds, None) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -621,11 +630,40 @@ impl PacketBackend {
             v.iov_len = p.len();
         }
         let msg = ll_msghdr(&mut sll, &mut iov[..packet.len()]);
-        // SAFETY: msg names sll and the iovecs over `packet`, all alive during the call; the
-        // kernel only reads them for sendmsg.
-        match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT) } {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
+        let mut tries = 0;
+        loop {
+            // SAFETY: msg names sll and the iovecs over `packet`, all alive during the call;
+            // the kernel only reads them for sendmsg.
+            let err = match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT) } {
+                Ok(_) => return Ok(()),
+                Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            };
+            // A full host queue (the interface's qdisc: ENOBUFS; our send buffer: EAGAIN)
+            // clears as the host sends: wait a little and try again, a few times, before the
+            // packet is dropped (TCP then retransmits it). The wait holds the kernel's CPU,
+            // so it stays short.
+            if tries == TX_RETRIES || !matches!(err, libc::ENOBUFS | libc::EAGAIN) {
+                return Err(Errno(err));
+            }
+            tries += 1;
+            if self.counters.tx_retried.fetch_add(1, Ordering::Relaxed) == 0 {
+                log::debug!(
+                    "the host refused a send ({}): its queue is full; retrying",
+                    io::Error::from_raw_os_error(err)
+                );
+            }
+            let mut fds = [libc::pollfd {
+                fd: self.sock.raw(),
+                events: libc::POLLOUT,
+                revents: 0,
+            }];
+            // ENOBUFS leaves the socket writable: then only the time passes.
+            let wait = if err == libc::EAGAIN {
+                &mut fds[..]
+            } else {
+                &mut fds[..0]
+            };
+            let _ = sys::ppoll(wait, Some(TX_RETRY_WAIT));
         }
     }
 }

@@ -148,15 +148,21 @@ pub unsafe fn recvmsg(fd: &Fd, msg: &mut libc::msghdr, flags: c_int) -> io::Resu
         .map(|n| n as usize)
 }
 
-/// Waits without timeout until one of `fds` has an event; returns how many have.
-pub fn ppoll(fds: &mut [libc::pollfd]) -> io::Result<usize> {
-    // SAFETY: fds is a live exclusive slice of pollfd; no timeout, no signal mask.
+/// Waits until one of `fds` has an event, or `timeout` passes (None: no timeout); returns
+/// how many have one.
+pub fn ppoll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(ptr::null(), ptr::from_ref);
+    // SAFETY: fds is a live exclusive slice of pollfd, ts lives through the call; no mask.
     check(unsafe {
         crate::raw_syscall!(
             libc::SYS_ppoll,
             fds.as_mut_ptr(),
             fds.len() as libc::nfds_t,
-            ptr::null::<libc::timespec>(),
+            ts_ptr,
             ptr::null::<libc::sigset_t>(),
             0usize,
         )
