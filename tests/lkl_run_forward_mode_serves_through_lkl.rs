@@ -96,21 +96,7 @@ fn forward_mode_serves_a_20_mib_download_from_a_loopback_only_service() {
         "the container's host stack listens on {PUBLIC}: the forwarder is not on LKL"
     );
 
-    let got = dir.join("download.bin");
-    let started = Instant::now();
-    curl_download(
-        topo.peer_ns(),
-        &http_url(lkl_v4(&topo, PUBLIC), "/blob.bin"),
-        &got,
-        60,
-    );
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(fs::metadata(&got).unwrap().len(), size, "download size");
-    assert_eq!(
-        sha256_of(&got),
-        sha256_of(&file),
-        "downloaded bytes differ from the file"
-    );
+    let secs = download_through(&topo, &dir, &file, 60, "the file");
     eprintln!(
         "forwarder throughput: {:.1} MiB/s ({} MiB in {secs:.2} s, peer -> LKL -> forwarder -> \
          container loopback, curl start included)",
@@ -185,21 +171,7 @@ fn forward_mode_publishes_debians_gc_built_v2ray() {
     let mut fwd = start_forwarder(&topo, &[format!("{PUBLIC}=127.0.0.1:10800")], None);
     assert!(!host_listens_on(topo.container_ns(), PUBLIC));
 
-    let got = dir.join("download.bin");
-    let started = Instant::now();
-    curl_download(
-        topo.peer_ns(),
-        &http_url(lkl_v4(&topo, PUBLIC), "/blob.bin"),
-        &got,
-        90,
-    );
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(fs::metadata(&got).unwrap().len(), size, "download size");
-    assert_eq!(
-        sha256_of(&got),
-        sha256_of(&file),
-        "bytes through forwarder -> v2ray -> origin differ from the file"
-    );
+    let secs = download_through(&topo, &dir, &file, 90, "forwarder -> v2ray -> origin");
     eprintln!(
         "forwarder + v2ray throughput: {:.1} MiB/s",
         size as f64 / MIB as f64 / secs
@@ -503,36 +475,43 @@ fn bad_usage_exits_2_with_one_line() {
 
 // --- helpers ---
 
+/// Downloads /blob.bin from the peer through the forwarder's public port into `dir` and
+/// checks it against `file`; returns the seconds it took (curl's start included).
+fn download_through(
+    topo: &VenetTopology,
+    dir: &Scratch,
+    file: &Path,
+    limit: u32,
+    path: &str,
+) -> f64 {
+    let got = dir.join("download.bin");
+    let started = Instant::now();
+    curl_download(
+        topo.peer_ns(),
+        &http_url(lkl_v4(topo, PUBLIC), "/blob.bin"),
+        &got,
+        limit,
+    );
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(
+        fs::metadata(&got).unwrap().len(),
+        fs::metadata(file).unwrap().len(),
+        "download size"
+    );
+    assert_eq!(
+        sha256_of(&got),
+        sha256_of(file),
+        "bytes through {path} differ from the file"
+    );
+    secs
+}
+
 /// Debian's gc-built v2ray, taken from its package into the user's cache by
 /// scripts/fetch-gc-v2ray.sh (once; later runs only look it up). The package itself is not
 /// installed: its postinst starts a VMess server with a published user id, an open proxy.
 fn gc_v2ray() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-gc-v2ray.sh");
-        let started = Instant::now();
-        let out = Command::new(&script)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "fetch-gc-v2ray.sh failed: {}\n{stderr}",
-            out.status
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-        assert!(
-            bin.is_file(),
-            "fetch-gc-v2ray.sh printed {stdout:?}, not a program\n{stderr}"
-        );
-        eprintln!(
-            "fetch-gc-v2ray.sh: {} in {:.1} s",
-            bin.display(),
-            started.elapsed().as_secs_f64()
-        );
-        bin
-    })
+    BIN.get_or_init(|| common::script_program("fetch-gc-v2ray.sh"))
 }
 
 /// A service on the container's host stack at 127.0.0.1 (an ephemeral port): `handler` gets

@@ -171,48 +171,25 @@ fn each_preflight_failure_has_its_line_and_exit_status() {
         13,
         "no address",
     );
+    let run = |wrapper: &[&str]| {
+        let launcher = lkl_run_bin();
+        let mut argv = wrapper.to_vec();
+        argv.extend([launcher.to_str().unwrap(), "--iface", &iface, "--", "true"]);
+        command_in(ns, argv[0], &argv[1..], &[]).output().unwrap()
+    };
     // Without CAP_NET_RAW (setpriv drops it for the launcher it execs).
-    let out = command_in(
-        ns,
+    let out = run(&[
         "setpriv",
-        &[
-            "--inh-caps=-net_raw",
-            "--bounding-set=-net_raw",
-            "--",
-            lkl_run_bin().to_str().unwrap(),
-            "--iface",
-            &iface,
-            "--",
-            "true",
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
+        "--inh-caps=-net_raw",
+        "--bounding-set=-net_raw",
+        "--",
+    ]);
     assert_fails(&out, 16, "no CAP_NET_RAW");
     // Neither nft nor iptables (hidden in a private mount namespace).
     let hide =
         "for t in nft iptables ip6tables; do mount --bind /dev/null /usr/sbin/$t || exit 1; \
                 done; exec \"$@\"";
-    let out = command_in(
-        ns,
-        "unshare",
-        &[
-            "--mount",
-            "sh",
-            "-c",
-            hide,
-            "sh",
-            lkl_run_bin().to_str().unwrap(),
-            "--iface",
-            &iface,
-            "--",
-            "true",
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
+    let out = run(&["unshare", "--mount", "sh", "-c", hide, "sh"]);
     assert_fails(&out, 17, "neither nft nor iptables");
 }
 

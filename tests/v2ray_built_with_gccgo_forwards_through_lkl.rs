@@ -10,7 +10,6 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -28,39 +27,10 @@ const GC_HOST_PORT: u16 = 1082;
 const VMESS_PORT: u16 = 10086;
 const VMESS_CLIENT_PORT: u16 = 1083;
 
-/// Runs `scripts/NAME` (which caches its result) and returns the path it prints last.
-fn script_path(name: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts")
-        .join(name);
-    let started = Instant::now();
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{name} failed: {}\n{stderr}",
-        out.status
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-    assert!(
-        path.is_file(),
-        "{name} printed {stdout:?}, not a program\n{stderr}"
-    );
-    eprintln!(
-        "{name}: {} in {:.1} s",
-        path.display(),
-        started.elapsed().as_secs_f64()
-    );
-    path
-}
-
 /// v2ray-lkl, the gccgo build (built once into the user's cache, then only looked up).
 fn v2ray_lkl() -> &'static str {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| script_path("build-v2ray.sh"))
+    BIN.get_or_init(|| common::script_program("build-v2ray.sh"))
         .to_str()
         .unwrap()
 }
@@ -68,7 +38,7 @@ fn v2ray_lkl() -> &'static str {
 /// Debian's gc-built v2ray, taken from its package into the user's cache.
 fn gc_v2ray() -> &'static str {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| script_path("fetch-gc-v2ray.sh"))
+    BIN.get_or_init(|| common::script_program("fetch-gc-v2ray.sh"))
         .to_str()
         .unwrap()
 }

@@ -283,27 +283,12 @@ pub fn build_c(name: &str, source: CSource) -> PathBuf {
 /// The example echo server cargo builds next to the tests (`target/<profile>/examples/`),
 /// built here when `cargo test --test` did not build examples or the source is newer.
 pub fn echo_server_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples/echo_server");
+    let bin = profile_dir().join("examples/echo_server");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/echo_server.rs");
     let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     let fresh = matches!((mtime(&bin), mtime(&src)), (Some(b), Some(s)) if b >= s);
     if !fresh {
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile directory name");
-        let profile = if profile == "debug" { "dev" } else { profile };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "echo_server", "--profile", profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build --example echo_server failed");
+        cargo_build(&["--example", "echo_server"]);
     }
     assert!(
         mtime(&bin).unwrap_or(SystemTime::UNIX_EPOCH) >= mtime(&src).expect("echo_server.rs"),
@@ -313,6 +298,33 @@ pub fn echo_server_bin() -> PathBuf {
     bin
 }
 
+/// target/<profile>, where this test binary's profile puts its programs.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// `cargo build ARGS` in this test binary's profile.
+fn cargo_build(args: &[&str]) {
+    let dir = profile_dir();
+    let profile = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("profile directory name");
+    let profile = if profile == "debug" { "dev" } else { profile };
+    let status = Command::new(env!("CARGO"))
+        .arg("build")
+        .args(args)
+        .args(["--profile", profile])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build {args:?} failed");
+}
+
 /// The `lkl-run` launcher of this profile, (re)built once per test process (`cargo test` builds
 /// a workspace member's binary only when the whole workspace is tested), with the preload
 /// library it finds next to itself: `cargo test` leaves the fresh one in deps/ only.
@@ -320,36 +332,40 @@ pub fn lkl_run_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test binary path");
-            let profile_dir = exe
-                .parent()
-                .and_then(|deps| deps.parent())
-                .expect("target/<profile>");
-            let profile = profile_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .expect("profile directory name");
-            let profile = if profile == "debug" { "dev" } else { profile };
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "-p",
-                    "lkl-run",
-                    "-p",
-                    "lkl-hijack",
-                    "--profile",
-                    profile,
-                ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo");
-            assert!(
-                status.success(),
-                "cargo build -p lkl-run -p lkl-hijack failed"
-            );
-            profile_dir.join("lkl-run")
+            cargo_build(&["-p", "lkl-run", "-p", "lkl-hijack"]);
+            profile_dir().join("lkl-run")
         })
         .clone()
+}
+
+/// Runs `scripts/NAME` (a script that builds or fetches a program into a cache outside the
+/// checkout, then only looks it up) and returns the program path it prints last.
+pub fn script_program(name: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name);
+    let started = Instant::now();
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\n{stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    assert!(
+        path.is_file(),
+        "{name} printed {stdout:?}, not a program\n{stderr}"
+    );
+    eprintln!(
+        "{name}: {} in {:.1} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    path
 }
 
 /// Raises this process's RLIMIT_NOFILE to at least `needed` (it holds many client sockets).
