@@ -81,6 +81,12 @@ fn wait(sock: &Socket, dir: Dir, deadline: Deadline) -> SysResult<()> {
             revents: 0,
         }];
         if lkl_poll_now(&mut p)? > 0 {
+            if dir == Dir::Out {
+                // Writable, yet the send found no room: the kernel is out of memory for
+                // the data. Retrying at once would spin; Linux's blocking send waits a random
+                // 2-200 ms then (sk_stream_wait_memory), whatever wakes the socket meanwhile.
+                return sleep(memory_wait(), deadline);
+            }
             return Ok(());
         }
         match deadline.remaining() {
@@ -101,6 +107,34 @@ fn wait(sock: &Socket, dir: Dir, deadline: Deadline) -> SysResult<()> {
             }
         }
     })
+}
+
+/// A random 2-200 ms, as Linux waits for memory in a blocking send.
+fn memory_wait() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // The clock's low bits are random enough to keep threads from waking in step.
+    Duration::from_millis(2 + (ts.tv_nsec as u64 / 1000) % 199)
+}
+
+/// Sleeps in the host for `time` (cut short by the deadline: EAGAIN then), EINTR when a
+/// signal handler runs.
+fn sleep(time: Duration, deadline: Deadline) -> SysResult<()> {
+    let (time, timed_out) = match deadline.remaining() {
+        Some(left) if left <= time => (left, true),
+        _ => (time, false),
+    };
+    let ts = timespec(time);
+    // SAFETY: no fds, a live timeout; ppoll only sleeps.
+    host_result(unsafe { host::ppoll(std::ptr::null_mut(), 0, &ts, std::ptr::null()) })?;
+    if timed_out {
+        return Err(Errno::EAGAIN);
+    }
+    Ok(())
 }
 
 /// Runs `op` (a nonblocking kernel call) until it does not fail with EAGAIN, waiting in

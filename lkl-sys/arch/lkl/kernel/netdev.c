@@ -23,6 +23,9 @@
 struct lkl_netdev_priv {
 	struct lkl_netdev *nd;
 	struct napi_struct napi;
+	/* polls again later when no skb could be had (see lkl_netdev_poll) */
+	struct timer_list refill;
+	bool starved;
 };
 
 /* The largest coalesced packet the host may hand over (an IP datagram). */
@@ -75,6 +78,26 @@ drop:
 	return NETDEV_TX_OK;
 }
 
+/*
+ * An skb with a kmalloc'ed buffer for a packet of up to len bytes. Not
+ * napi_alloc_skb: its buffers are fragments of 32 KiB pages, and a page
+ * stays allocated while any of its fragments is queued on some socket.
+ * Hundreds of sockets each holding a few received packets then pin far
+ * more memory than their (honest) truesize says, more than TCP's limits
+ * can see, and a small kernel runs out for good.
+ */
+static struct sk_buff *lkl_rx_alloc(struct net_device *dev, unsigned int len)
+{
+	struct sk_buff *skb;
+
+	skb = alloc_skb(NET_SKB_PAD + NET_IP_ALIGN + len, GFP_ATOMIC | __GFP_NOWARN);
+	if (!skb)
+		return NULL;
+	skb_reserve(skb, NET_SKB_PAD + NET_IP_ALIGN);
+	skb->dev = dev;
+	return skb;
+}
+
 /* Returns false when the host has nothing more for us now. */
 static bool lkl_netdev_rx_one(struct net_device *dev,
 			      struct lkl_netdev_priv *priv)
@@ -85,9 +108,10 @@ static bool lkl_netdev_rx_one(struct net_device *dev,
 	struct sk_buff *skb;
 	int len;
 
-	skb = napi_alloc_skb(&priv->napi, buf_len);
+	skb = lkl_rx_alloc(dev, buf_len);
 	if (!skb) {
 		dev->stats.rx_dropped++;
+		priv->starved = true;
 		return false;
 	}
 
@@ -110,7 +134,7 @@ static bool lkl_netdev_rx_one(struct net_device *dev,
 		 */
 		kfree_skb(skb);
 		buf_len = len;
-		skb = napi_alloc_skb(&priv->napi, buf_len);
+		skb = lkl_rx_alloc(dev, buf_len);
 		iov[1].iov_base = skb ? skb->data : NULL;
 		iov[1].iov_len = skb ? buf_len : 0;
 		len = priv->nd->ops->rx(priv->nd, iov, 2);
@@ -161,12 +185,29 @@ static int lkl_netdev_poll(struct napi_struct *napi, int budget)
 	struct net_device *dev = napi->dev;
 	int done = 0;
 
+	priv->starved = false;
 	while (done < budget && lkl_netdev_rx_one(dev, priv))
 		done++;
 
-	if (done < budget && napi_complete_done(napi, done))
-		priv->nd->ops->rx_arm(priv->nd);
+	if (done < budget && napi_complete_done(napi, done)) {
+		/*
+		 * Out of memory with packets waiting: re-arming would raise
+		 * the irq at once and spin. Like a NIC driver that cannot
+		 * refill its ring, try again a tick later.
+		 */
+		if (priv->starved)
+			mod_timer(&priv->refill, jiffies + 1);
+		else
+			priv->nd->ops->rx_arm(priv->nd);
+	}
 	return done;
+}
+
+static void lkl_netdev_refill(struct timer_list *t)
+{
+	struct lkl_netdev_priv *priv = from_timer(priv, t, refill);
+
+	napi_schedule(&priv->napi);
 }
 
 static irqreturn_t lkl_netdev_irq(int irq, void *dev_id)
@@ -194,6 +235,7 @@ static int lkl_netdev_stop(struct net_device *dev)
 
 	netif_stop_queue(dev);
 	napi_disable(&priv->napi);
+	del_timer_sync(&priv->refill);
 	return 0;
 }
 
@@ -240,6 +282,7 @@ int lkl_netdev_add(struct lkl_netdev *nd, const char *name)
 	dev->mtu = nd->mtu;
 	priv = netdev_priv(dev);
 	priv->nd = nd;
+	timer_setup(&priv->refill, lkl_netdev_refill, 0);
 	netif_napi_add(dev, &priv->napi, lkl_netdev_poll);
 
 	irq = lkl_get_free_irq("net");
