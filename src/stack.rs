@@ -200,6 +200,7 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
         ipv6: net.ipv6,
         next_hop: net.gateway,
         admit: ownership::admit(shared, &tcp, &udp),
+        offload: net.offload,
     };
     let backend = match net.fd {
         Some(fd) => PacketBackend::adopt(fd, &packet),

@@ -34,6 +34,11 @@ pub trait NetBackend: Send + Sync + 'static {
     /// rx returned EAGAIN and the kernel stopped polling: trigger the device's irq once a
     /// packet waits (and not before: an irq while the kernel polls is lost work, not a bug).
     fn rx_arm(&self);
+    /// Whether tx takes TCP GSO packets (up to 64 KiB) and partial checksums, finished by the
+    /// host as `vnet_hdr` says (LKL_NETDEV_TSO); asked once, at registration.
+    fn tso(&self) -> bool {
+        false
+    }
 }
 
 /// The interrupt announcing received packets of one device.
@@ -192,6 +197,11 @@ impl Kernel {
             raw: sys::lkl_netdev {
                 ops: ptr::null(),
                 mtu,
+                offloads: if backend.tso() {
+                    sys::LKL_NETDEV_TSO
+                } else {
+                    0
+                },
                 irq: -1,
             },
             ops: sys::lkl_netdev_ops {

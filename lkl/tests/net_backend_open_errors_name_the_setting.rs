@@ -12,6 +12,7 @@ fn config(ifname: &str) -> PacketConfig {
         ipv6: None,
         next_hop: None,
         admit: Default::default(),
+        offload: true,
     }
 }
 

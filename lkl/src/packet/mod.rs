@@ -44,6 +44,11 @@ const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ARPHRD_ETHER: u16 = 1;
+/// Interfaces without a link-layer header (tun, OpenVZ's venet0): a SOCK_RAW socket on them
+/// sees bare IP packets too, and only SOCK_RAW takes PACKET_VNET_HDR.
+const ARPHRD_NONE: u16 = 0xfffe;
+const ARPHRD_VOID: u16 = 0xffff;
+const PACKET_VNET_HDR: c_int = 15;
 /// The packet socket's receive buffer.
 const RCVBUF_BYTES: c_int = 4 << 20;
 /// How often, and after how long a wait each time, a send the host refused for a full queue
@@ -81,6 +86,9 @@ pub struct PacketConfig {
     pub next_hop: Option<Ipv4Addr>,
     /// Which packets to those addresses are LKL's (see [`PacketBackend::admit`]).
     pub admit: Admit,
+    /// Hand TCP GSO packets and partial checksums to the host (PACKET_VNET_HDR) where the
+    /// interface allows it (no link-layer header): one send per 64 KiB instead of per MTU.
+    pub offload: bool,
 }
 
 /// Why the backend could not open; displayed as one line naming the variable.
@@ -213,6 +221,9 @@ pub struct PacketBackend {
     ifindex: c_int,
     /// An Ethernet-type host interface: tx needs the next hop's MAC.
     ethernet: bool,
+    /// PACKET_VNET_HDR is on: the host segments and checksums (see PacketConfig::offload),
+    /// and rx gets the host's own virtio_net_hdr.
+    vnet: bool,
     mtu: u32,
     next_hop_mac: AtomicU64,
     counters: Counters,
@@ -251,18 +262,32 @@ fn new_socket(ifname: &str) -> Result<sys::Fd, OpenError> {
             ifname: ifname.to_string(),
         });
     }
-    sys::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0).map_err(|e| {
-        match e.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => OpenError::NotPermitted {
-                ifname: ifname.to_string(),
-            },
-            error => OpenError::Host {
-                ifname: ifname.to_string(),
-                step: "socket(AF_PACKET, SOCK_DGRAM)",
-                error: io::Error::from_raw_os_error(error.unwrap_or(libc::EIO)),
-            },
-        }
-    })
+    let open = |ty: c_int, step: &'static str| {
+        sys::socket(libc::AF_PACKET, ty | libc::SOCK_CLOEXEC, 0).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => OpenError::NotPermitted {
+                    ifname: ifname.to_string(),
+                },
+                error => OpenError::Host {
+                    ifname: ifname.to_string(),
+                    step,
+                    error: io::Error::from_raw_os_error(error.unwrap_or(libc::EIO)),
+                },
+            }
+        })
+    };
+    let sock = open(libc::SOCK_DGRAM, "socket(AF_PACKET, SOCK_DGRAM)")?;
+    // An interface without a link-layer header gets SOCK_RAW, which can carry offloads
+    // (set_up decides); an unknown interface is reported by set_up.
+    let mut ifr = ifreq(ifname);
+    // SAFETY: SIOCGIFHWADDR writes the hwaddr member of an ifreq.
+    let l3 = unsafe { sys::ioctl(&sock, libc::SIOCGIFHWADDR as _, &mut ifr) }.is_ok()
+        // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
+        && matches!(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family }, ARPHRD_NONE | ARPHRD_VOID);
+    if l3 {
+        return open(libc::SOCK_RAW, "socket(AF_PACKET, SOCK_RAW)");
+    }
+    Ok(sock)
 }
 
 /// Packets that arrive while the kernel is busy wait in the socket; the default buffer
@@ -289,7 +314,9 @@ fn inherited(fd: c_int) -> Result<sys::Fd, OpenError> {
     let sock = sys::Fd::adopt(fd).map_err(|_| wrong())?;
     let domain = sys::getsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_DOMAIN);
     let ty = sys::getsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TYPE);
-    if (domain.ok(), ty.ok()) != (Some(libc::AF_PACKET), Some(libc::SOCK_DGRAM)) {
+    if domain.ok() != Some(libc::AF_PACKET)
+        || !matches!(ty.ok(), Some(libc::SOCK_DGRAM | libc::SOCK_RAW))
+    {
         // Not ours to close: the number stays whatever the program had there.
         sock.into_raw();
         return Err(wrong());
@@ -378,7 +405,15 @@ impl PacketBackend {
         unsafe { sys::ioctl(&sock, libc::SIOCGIFHWADDR as _, &mut ifr) }
             .map_err(host("SIOCGIFHWADDR"))?;
         // SAFETY: SIOCGIFHWADDR filled the hwaddr member; sa_family is the ARPHRD type.
-        let ethernet = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family } == ARPHRD_ETHER;
+        let hw_type = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family };
+        let ethernet = hw_type == ARPHRD_ETHER;
+        let raw = sys::getsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TYPE)
+            .map_err(host("SO_TYPE"))?
+            == libc::SOCK_RAW;
+        if raw && !matches!(hw_type, ARPHRD_NONE | ARPHRD_VOID) {
+            // A raw socket would see this interface's link-layer header.
+            return Err(OpenError::NotAPacketSocket { fd: sock.raw() });
+        }
 
         attach_filter(&sock, &filter::program(cfg.ipv4, cfg.ipv6, &cfg.admit))
             .map_err(host("SO_ATTACH_FILTER"))?;
@@ -390,6 +425,10 @@ impl PacketBackend {
             sys::setsockopt(&sock, SOL_PACKET, PACKET_AUXDATA, &one)
                 .map_err(host("PACKET_AUXDATA"))?;
         }
+        // SAFETY: the option takes an int.
+        let vnet = raw
+            && cfg.offload
+            && unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_VNET_HDR, &one) }.is_ok();
         set_rcvbuf(&sock).map_err(host("SO_RCVBUF"))?;
         // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
@@ -408,6 +447,7 @@ impl PacketBackend {
             ipv6: cfg.ipv6,
             ifindex,
             ethernet,
+            vnet,
             mtu,
             next_hop_mac: AtomicU64::new(next_hop_mac),
             counters: Counters::default(),
@@ -598,7 +638,8 @@ fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> Option<(
 }
 
 impl PacketBackend {
-    fn send(&self, packet: &[&[u8]]) -> Result<(), Errno> {
+    /// Sends `packet`'s pieces, after `vnet_hdr` when the socket takes one.
+    fn send(&self, vnet_hdr: Option<&[u8]>, packet: &[&[u8]]) -> Result<(), Errno> {
         let protocol = match packet.iter().find(|p| !p.is_empty()).map(|p| p[0] >> 4) {
             Some(4) => ETH_P_IP,
             Some(6) => ETH_P_IPV6,
@@ -621,15 +662,18 @@ impl PacketBackend {
         let mut iov = [libc::iovec {
             iov_base: ptr::null_mut(),
             iov_len: 0,
-        }; MAX_PIECES];
+        }; 1 + MAX_PIECES];
         if packet.len() > MAX_PIECES {
             return Err(Errno::EINVAL);
         }
-        for (v, p) in iov.iter_mut().zip(packet) {
+        let pieces = vnet_hdr.into_iter().chain(packet.iter().copied());
+        let mut n = 0;
+        for (v, p) in iov.iter_mut().zip(pieces) {
             v.iov_base = p.as_ptr().cast_mut().cast();
             v.iov_len = p.len();
+            n += 1;
         }
-        let msg = ll_msghdr(&mut sll, &mut iov[..packet.len()]);
+        let msg = ll_msghdr(&mut sll, &mut iov[..n]);
         let mut tries = 0;
         loop {
             // SAFETY: msg names sll and the iovecs over `packet`, all alive during the call;
@@ -682,8 +726,13 @@ fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut [libc::iovec]) -> libc::msgh
 
 impl NetBackend for PacketBackend {
     fn tx(&self, vnet_hdr: &[u8], packet: &[&[u8]]) -> Result<(), Errno> {
-        let result = if vnet_hdr.len() < VNET_HDR_LEN || vnet_hdr[1] != VNET_HDR_GSO_NONE {
-            // LKL's device segments in software, so no GSO packet should come.
+        let result = if vnet_hdr.len() < VNET_HDR_LEN {
+            Err(Errno::EINVAL)
+        } else if self.vnet {
+            // The host takes the header: it segments GSO packets and finishes checksums.
+            self.send(Some(&vnet_hdr[..VNET_HDR_LEN]), packet)
+        } else if vnet_hdr[1] != VNET_HDR_GSO_NONE {
+            // Without offloads LKL's device segments in software: no GSO packet should come.
             Err(Errno::EINVAL)
         } else if vnet_hdr[0] & VNET_HDR_F_NEEDS_CSUM != 0 {
             // The device completes checksums itself; should a partial one come anyway,
@@ -694,9 +743,9 @@ impl NetBackend for PacketBackend {
             let mut copy = packet.concat();
             complete_checksum(&mut copy, start, offset)
                 .ok_or(Errno::EINVAL)
-                .and_then(|()| self.send(&[&copy]))
+                .and_then(|()| self.send(None, &[&copy]))
         } else {
-            self.send(packet)
+            self.send(None, packet)
         };
         match result {
             Ok(()) => {
@@ -728,9 +777,15 @@ impl NetBackend for PacketBackend {
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         // Room for one cmsghdr carrying a tpacket_auxdata, u64-aligned as cmsg requires.
         let mut control = [0u64; 8];
-        // The kernel's buffer first; what does not fit spills into ours.
+        // The host's virtio_net_hdr when it gives one; the kernel's buffer next; what does
+        // not fit spills into ours.
+        let mut host_hdr = [0u8; VNET_HDR_LEN];
         let first = packet.len().min(RX_MAX);
         let mut iov = [
+            libc::iovec {
+                iov_base: host_hdr.as_mut_ptr().cast(),
+                iov_len: VNET_HDR_LEN,
+            },
             libc::iovec {
                 iov_base: packet.as_mut_ptr().cast(),
                 iov_len: first,
@@ -740,7 +795,12 @@ impl NetBackend for PacketBackend {
                 iov_len: RX_MAX - first,
             },
         ];
-        let mut msg = ll_msghdr(&mut sll, &mut iov);
+        let iov = if self.vnet {
+            &mut iov[..]
+        } else {
+            &mut iov[1..]
+        };
+        let mut msg = ll_msghdr(&mut sll, iov);
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = size_of_val(&control);
         // SAFETY: msg names sll, the control buffer and two iovecs over `packet` and our
@@ -748,6 +808,8 @@ impl NetBackend for PacketBackend {
         let len = match unsafe {
             sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
         } {
+            // With a vnet header the length counts it too.
+            Ok(len) if self.vnet => len.saturating_sub(VNET_HDR_LEN),
             Ok(len) => len,
             Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
         };
@@ -785,7 +847,9 @@ impl NetBackend for PacketBackend {
             &packet[..len]
         };
         let mut hdr = [0u8; VNET_HDR_LEN];
-        if status & TP_STATUS_CSUMNOTREADY != 0 {
+        if self.vnet {
+            hdr = host_hdr;
+        } else if status & TP_STATUS_CSUMNOTREADY != 0 {
             // Produced by a local stack that left the checksum to offload (veth): the field
             // holds only the pseudo-header sum. Say so (NEEDS_CSUM with the checksum's place),
             // which LKL treats as CHECKSUM_PARTIAL, i.e. intact data.
@@ -811,6 +875,10 @@ impl NetBackend for PacketBackend {
     fn rx_arm(&self) {
         self.rx.lock().armed = true;
         self.rx_cond.notify_one();
+    }
+
+    fn tso(&self) -> bool {
+        self.vnet
     }
 }
 

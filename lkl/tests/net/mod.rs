@@ -38,6 +38,7 @@ pub fn attach(k: &Kernel, topo: &dyn Topology, next_hop: Option<Ipv4Addr>) -> At
         ipv6: Some(addrs.lkl_v6),
         next_hop,
         admit: Default::default(),
+        offload: true,
     };
     let backend = topo
         .container_ns()

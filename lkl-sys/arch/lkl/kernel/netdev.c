@@ -35,11 +35,12 @@ struct lkl_netdev_priv {
 #define LKL_TX_IOVS	(2 + MAX_SKB_FRAGS)
 
 /*
- * With NETIF_F_SG and a checksum feature TCP builds 64 KiB GSO skbs, and the
- * stack segments them in software just before this point; each segment
- * comes with its payload in page fragments, handed to the host as iovecs
- * without a copy. The host socket cannot finish a checksum, so a partial
- * one is completed here, in one pass over the data.
+ * With NETIF_F_SG and a checksum feature TCP builds 64 KiB GSO skbs. When
+ * the host takes them (LKL_NETDEV_TSO) they go out whole, checksum left
+ * partial, the virtio_net_hdr saying how to finish; otherwise the stack
+ * segments them in software just before this point and a partial checksum
+ * is completed here, in one pass over the data. Either way the payload is
+ * in page fragments, handed to the host as iovecs without a copy.
  */
 static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
 				   struct net_device *dev)
@@ -49,7 +50,8 @@ static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
 	struct virtio_net_hdr hdr;
 	int i, n = 0;
 
-	if (skb->ip_summed == CHECKSUM_PARTIAL && skb_checksum_help(skb))
+	if (skb->ip_summed == CHECKSUM_PARTIAL &&
+	    !(priv->nd->offloads & LKL_NETDEV_TSO) && skb_checksum_help(skb))
 		goto drop;
 	if ((skb_has_frag_list(skb) && skb_linearize(skb)) ||
 	    virtio_net_hdr_from_skb(skb, &hdr, true, false, 0))
@@ -280,6 +282,10 @@ int lkl_netdev_add(struct lkl_netdev *nd, const char *name)
 	if (!dev)
 		goto out;
 	dev->mtu = nd->mtu;
+	if (nd->offloads & LKL_NETDEV_TSO) {
+		dev->hw_features |= NETIF_F_TSO | NETIF_F_TSO6 | NETIF_F_TSO_ECN;
+		dev->features = dev->hw_features;
+	}
 	priv = netdev_priv(dev);
 	priv->nd = nd;
 	timer_setup(&priv->refill, lkl_netdev_refill, 0);

@@ -108,7 +108,9 @@ struct lkl_netdev;
 struct lkl_netdev_ops {
 	/*
 	 * Send one packet: iov[0] is the virtio_net_hdr, iov[1..cnt] the
-	 * packet's pieces in order (the IP header starts iov[1]).
+	 * packet's pieces in order (the IP header starts iov[1]). With
+	 * LKL_NETDEV_TSO the packet may be a TCP GSO packet of up to 64 KiB
+	 * and its checksum may be left partial, as the header says.
 	 * Called with the CPU held; must not block for long. Returns 0 or a
 	 * negative errno (the packet is then counted as dropped).
 	 */
@@ -131,11 +133,20 @@ struct lkl_netdev_ops {
 
 struct lkl_netdev {
 	const struct lkl_netdev_ops *ops;
-	/* largest packet rx can deliver and tx may be given */
+	/* largest packet rx can deliver and tx may be given (but see TSO) */
 	unsigned int mtu;
+	/* LKL_NETDEV_* offloads the host takes */
+	unsigned int offloads;
 	/* set by lkl_netdev_add: the interrupt that announces rx packets */
 	int irq;
 };
+
+/*
+ * The host segments TCP GSO packets and finishes partial checksums itself
+ * (e.g. a packet socket with PACKET_VNET_HDR): tx then gets whole 64 KiB
+ * TCP packets instead of MTU-sized segments made in software.
+ */
+#define LKL_NETDEV_TSO	1
 
 /*
  * Entry points; the only global symbols of the kernel library.
