@@ -25,7 +25,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -224,6 +224,8 @@ pub struct PacketBackend {
     /// PACKET_VNET_HDR is on: the host segments and checksums (see PacketConfig::offload),
     /// and rx gets the host's own virtio_net_hdr.
     vnet: bool,
+    /// The host refused an offloaded packet (said once).
+    offload_refused: AtomicBool,
     mtu: u32,
     next_hop_mac: AtomicU64,
     counters: Counters,
@@ -448,6 +450,7 @@ impl PacketBackend {
             ifindex,
             ethernet,
             vnet,
+            offload_refused: AtomicBool::new(false),
             mtu,
             next_hop_mac: AtomicU64::new(next_hop_mac),
             counters: Counters::default(),
@@ -730,7 +733,14 @@ impl NetBackend for PacketBackend {
             Err(Errno::EINVAL)
         } else if self.vnet {
             // The host takes the header: it segments GSO packets and finishes checksums.
-            self.send(Some(&vnet_hdr[..VNET_HDR_LEN]), packet)
+            let sent = self.send(Some(&vnet_hdr[..VNET_HDR_LEN]), packet);
+            if sent == Err(Errno::EINVAL) && !self.offload_refused.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "the host refused an offloaded packet (EINVAL); if connections stall, set \
+                     LKL_HIJACK_NET_OFFLOAD=0"
+                );
+            }
+            sent
         } else if vnet_hdr[1] != VNET_HDR_GSO_NONE {
             // Without offloads LKL's device segments in software: no GSO packet should come.
             Err(Errno::EINVAL)
