@@ -1,6 +1,8 @@
 //! The classic-BPF program on the packet socket: which received packets are LKL's.
 //!
-//! Packets start at the IP header (SOCK_DGRAM). Only packets to LKL's addresses pass; when
+//! Loads address the IP header through SKF_NET_OFF, so the program is the same whether the
+//! socket's packets start there (SOCK_DGRAM, or SOCK_RAW on an interface without link-layer
+//! header) or at an Ethernet header (SOCK_RAW). Only packets to LKL's addresses pass; when
 //! LKL shares its address with the host stack, only those to the ports LKL owns, so the host's
 //! own traffic never reaches LKL (which would answer it with resets and port-unreachables).
 
@@ -24,6 +26,11 @@ pub enum Admit {
 }
 
 const ACCEPT: u32 = u32::MAX;
+
+/// `offset` from the IP header, as BPF_ABS/BPF_IND/BPF_MSH address it whatever the socket type.
+fn net(offset: u32) -> u32 {
+    (libc::SKF_NET_OFF as u32).wrapping_add(offset)
+}
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
 
@@ -79,8 +86,9 @@ impl Asm {
         self.stmt(op(libc::BPF_JMP, libc::BPF_JA), 0);
     }
 
-    fn load_abs(&mut self, size: u32, offset: u32) {
-        self.stmt(op(libc::BPF_LD | libc::BPF_ABS, size), offset);
+    /// A = the `size` bytes at `offset` in the IP header.
+    fn load_net(&mut self, size: u32, offset: u32) {
+        self.stmt(op(libc::BPF_LD | libc::BPF_ABS, size), net(offset));
     }
 
     fn ret(&mut self, k: u32) {
@@ -114,8 +122,8 @@ pub(super) fn program(
     let mut a = Asm::default();
     let (ipv4, ipv6, tcp, udp) = (a.label(), a.label(), a.label(), a.label());
     // The protocol the host kernel gave the packet (skb->protocol).
-    a.load_abs(
-        libc::BPF_H,
+    a.stmt(
+        op(libc::BPF_LD | libc::BPF_ABS, libc::BPF_H),
         (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32,
     );
     a.jump(libc::BPF_JEQ, u32::from(ETH_P_IP), 0, 1);
@@ -128,21 +136,22 @@ pub(super) fn program(
     match v4 {
         None => a.ret(0),
         Some(addr) => {
-            a.load_abs(libc::BPF_W, 16); // daddr
+            a.load_net(libc::BPF_W, 16); // daddr
             a.jump(libc::BPF_JEQ, u32::from(addr), 1, 0);
             a.ret(0);
             if *admit == Admit::All {
                 a.ret(ACCEPT);
             } else {
                 // Later fragments carry no ports.
-                a.load_abs(libc::BPF_H, 6);
+                a.load_net(libc::BPF_H, 6);
                 a.jump(libc::BPF_JSET, 0x1fff, 0, 1);
                 a.ret(0);
                 // X = the IP header's length.
-                a.stmt(op(libc::BPF_LDX | libc::BPF_B, libc::BPF_MSH), 0);
-                a.load_abs(libc::BPF_B, 9); // protocol
+                a.stmt(op(libc::BPF_LDX | libc::BPF_B, libc::BPF_MSH), net(0));
+                a.load_net(libc::BPF_B, 9); // protocol
                 transport_dispatch(&mut a, tcp, udp, |a| {
-                    a.stmt(op(libc::BPF_LD | libc::BPF_H, libc::BPF_IND), 2) // dport
+                    a.stmt(op(libc::BPF_LD | libc::BPF_H, libc::BPF_IND), net(2))
+                    // dport
                 });
             }
         }
@@ -153,7 +162,7 @@ pub(super) fn program(
         None => a.ret(0),
         Some(addr) => {
             for (i, w) in addr.octets().chunks_exact(4).enumerate() {
-                a.load_abs(libc::BPF_W, 24 + 4 * i as u32); // daddr
+                a.load_net(libc::BPF_W, 24 + 4 * i as u32); // daddr
                 a.jump(
                     libc::BPF_JEQ,
                     u32::from_be_bytes([w[0], w[1], w[2], w[3]]),
@@ -167,8 +176,8 @@ pub(super) fn program(
             } else {
                 // Only headers without extension headers: TCP or UDP right after the fixed 40
                 // bytes (LKL's own traffic never needs more).
-                a.load_abs(libc::BPF_B, 6); // next header
-                transport_dispatch(&mut a, tcp, udp, |a| a.load_abs(libc::BPF_H, 40 + 2));
+                a.load_net(libc::BPF_B, 6); // next header
+                transport_dispatch(&mut a, tcp, udp, |a| a.load_net(libc::BPF_H, 40 + 2));
             }
         }
     }
@@ -208,7 +217,9 @@ mod tests {
     /// instructions `program` emits).
     fn run(prog: &[sock_filter], proto: u16, packet: &[u8]) -> u32 {
         let (mut pc, mut a, mut x) = (0usize, 0u32, 0u32);
-        let load = |at: usize, size: usize| -> Option<u32> {
+        // Offsets from SKF_NET_OFF are from the IP header, where `packet` starts.
+        let load = |k: u32, size: usize| -> Option<u32> {
+            let at = k.wrapping_sub(libc::SKF_NET_OFF as u32) as usize;
             let b = packet.get(at..at + size)?;
             Some(b.iter().fold(0u32, |acc, &v| acc << 8 | u32::from(v)))
         };
@@ -223,30 +234,28 @@ mod tests {
                 {
                     a = u32::from(proto)
                 }
-                c if c == libc::BPF_LD | libc::BPF_ABS | libc::BPF_W => match load(k as usize, 4) {
+                c if c == libc::BPF_LD | libc::BPF_ABS | libc::BPF_W => match load(k, 4) {
                     Some(v) => a = v,
                     None => return 0,
                 },
-                c if c == libc::BPF_LD | libc::BPF_ABS | libc::BPF_H => match load(k as usize, 2) {
+                c if c == libc::BPF_LD | libc::BPF_ABS | libc::BPF_H => match load(k, 2) {
                     Some(v) => a = v,
                     None => return 0,
                 },
-                c if c == libc::BPF_LD | libc::BPF_ABS | libc::BPF_B => match load(k as usize, 1) {
+                c if c == libc::BPF_LD | libc::BPF_ABS | libc::BPF_B => match load(k, 1) {
                     Some(v) => a = v,
                     None => return 0,
                 },
                 c if c == libc::BPF_LD | libc::BPF_IND | libc::BPF_H => {
-                    match load((x + k) as usize, 2) {
+                    match load(x.wrapping_add(k), 2) {
                         Some(v) => a = v,
                         None => return 0,
                     }
                 }
-                c if c == libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH => {
-                    match load(k as usize, 1) {
-                        Some(v) => x = 4 * (v & 0xf),
-                        None => return 0,
-                    }
-                }
+                c if c == libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH => match load(k, 1) {
+                    Some(v) => x = 4 * (v & 0xf),
+                    None => return 0,
+                },
                 c if c == libc::BPF_JMP | libc::BPF_JA => pc += k as usize,
                 c if c == libc::BPF_JMP | libc::BPF_JEQ => pc += skip(a == k),
                 c if c == libc::BPF_JMP | libc::BPF_JGE => pc += skip(a >= k),

@@ -45,10 +45,12 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ARPHRD_ETHER: u16 = 1;
 /// Interfaces without a link-layer header (tun, OpenVZ's venet0): a SOCK_RAW socket on them
-/// sees bare IP packets too, and only SOCK_RAW takes PACKET_VNET_HDR.
+/// sees bare IP packets too. Only SOCK_RAW takes PACKET_VNET_HDR; on Ethernet it also sees
+/// (and must build) the 14-byte header.
 const ARPHRD_NONE: u16 = 0xfffe;
 const ARPHRD_VOID: u16 = 0xffff;
 const PACKET_VNET_HDR: c_int = 15;
+const ETH_HLEN: usize = 14;
 /// The packet socket's receive buffer.
 const RCVBUF_BYTES: c_int = 4 << 20;
 /// How often, and after how long a wait each time, a send the host refused for a full queue
@@ -221,6 +223,9 @@ pub struct PacketBackend {
     ifindex: c_int,
     /// An Ethernet-type host interface: tx needs the next hop's MAC.
     ethernet: bool,
+    /// On Ethernet with a SOCK_RAW socket: our MAC. Frames then carry the Ethernet header,
+    /// built on tx and skipped on rx.
+    own_mac: Option<[u8; 6]>,
     /// PACKET_VNET_HDR is on: the host segments and checksums (see PacketConfig::offload),
     /// and rx gets the host's own virtio_net_hdr.
     vnet: bool,
@@ -258,6 +263,11 @@ fn attach_filter(sock: &sys::Fd, prog: &[libc::sock_filter]) -> io::Result<()> {
 
 /// A new packet socket, on no interface yet. Protocol 0: nothing is queued before the
 /// filter is attached and the socket bound.
+/// Interface types whose SOCK_RAW layout the backend knows (see ETH_HLEN).
+fn raw_capable(hw_type: u16) -> bool {
+    matches!(hw_type, ARPHRD_NONE | ARPHRD_VOID | ARPHRD_ETHER)
+}
+
 fn new_socket(ifname: &str) -> Result<sys::Fd, OpenError> {
     if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains(['\0', '/']) {
         return Err(OpenError::NoSuchInterface {
@@ -279,14 +289,14 @@ fn new_socket(ifname: &str) -> Result<sys::Fd, OpenError> {
         })
     };
     let sock = open(libc::SOCK_DGRAM, "socket(AF_PACKET, SOCK_DGRAM)")?;
-    // An interface without a link-layer header gets SOCK_RAW, which can carry offloads
-    // (set_up decides); an unknown interface is reported by set_up.
+    // Ethernet and interfaces without a link-layer header get SOCK_RAW, which can carry
+    // offloads (set_up decides); an unknown interface is reported by set_up.
     let mut ifr = ifreq(ifname);
     // SAFETY: SIOCGIFHWADDR writes the hwaddr member of an ifreq.
-    let l3 = unsafe { sys::ioctl(&sock, libc::SIOCGIFHWADDR as _, &mut ifr) }.is_ok()
+    let raw = unsafe { sys::ioctl(&sock, libc::SIOCGIFHWADDR as _, &mut ifr) }.is_ok()
         // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
-        && matches!(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family }, ARPHRD_NONE | ARPHRD_VOID);
-    if l3 {
+        && raw_capable(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family });
+    if raw {
         return open(libc::SOCK_RAW, "socket(AF_PACKET, SOCK_RAW)");
     }
     Ok(sock)
@@ -412,10 +422,20 @@ impl PacketBackend {
         let raw = sys::getsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TYPE)
             .map_err(host("SO_TYPE"))?
             == libc::SOCK_RAW;
-        if raw && !matches!(hw_type, ARPHRD_NONE | ARPHRD_VOID) {
-            // A raw socket would see this interface's link-layer header.
+        if raw && !raw_capable(hw_type) {
+            // A raw socket would see a link-layer header the backend does not know.
             return Err(OpenError::NotAPacketSocket { fd: sock.raw() });
         }
+        // Our own MAC, the source of the Ethernet headers a raw socket must build.
+        let own_mac = (raw && ethernet).then(|| {
+            // SAFETY: SIOCGIFHWADDR filled the hwaddr member; sa_data holds the address.
+            let data = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_data };
+            let mut mac = [0u8; 6];
+            for (m, &d) in mac.iter_mut().zip(&data) {
+                *m = d as u8;
+            }
+            mac
+        });
 
         attach_filter(&sock, &filter::program(cfg.ipv4, cfg.ipv6, &cfg.admit))
             .map_err(host("SO_ATTACH_FILTER"))?;
@@ -449,6 +469,7 @@ impl PacketBackend {
             ipv6: cfg.ipv6,
             ifindex,
             ethernet,
+            own_mac,
             vnet,
             offload_refused: AtomicBool::new(false),
             mtu,
@@ -662,14 +683,32 @@ impl PacketBackend {
             sll.sll_addr[..6].copy_from_slice(&mac);
         }
         // On the stack: this runs for every packet sent.
+        let mut eth = [0u8; ETH_HLEN];
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let (mut vnet_hdr, mut eth_hdr) = (vnet_hdr, None);
+        if let (Some(own), Some(dst)) = (self.own_mac, self.next_hop_mac()) {
+            eth[..6].copy_from_slice(&dst);
+            eth[6..12].copy_from_slice(&own);
+            eth[12..].copy_from_slice(&protocol.to_be_bytes());
+            eth_hdr = Some(&eth[..]);
+            // The host counts the header's offsets from the frame's start.
+            if let Some(h) = vnet_hdr {
+                hdr.copy_from_slice(&h[..VNET_HDR_LEN]);
+                shift_vnet_hdr(&mut hdr, ETH_HLEN as i32);
+                vnet_hdr = Some(&hdr[..]);
+            }
+        }
         let mut iov = [libc::iovec {
             iov_base: ptr::null_mut(),
             iov_len: 0,
-        }; 1 + MAX_PIECES];
+        }; 2 + MAX_PIECES];
         if packet.len() > MAX_PIECES {
             return Err(Errno::EINVAL);
         }
-        let pieces = vnet_hdr.into_iter().chain(packet.iter().copied());
+        let pieces = vnet_hdr
+            .into_iter()
+            .chain(eth_hdr)
+            .chain(packet.iter().copied());
         let mut n = 0;
         for (v, p) in iov.iter_mut().zip(pieces) {
             v.iov_base = p.as_ptr().cast_mut().cast();
@@ -717,6 +756,21 @@ impl PacketBackend {
 
 /// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so
 /// they must outlive its use.
+/// Moves a virtio_net_hdr's offsets (hdr_len for GSO, csum_start for a partial checksum) by
+/// `by` bytes: the host counts them from the start of what the socket sends or receives, LKL
+/// from the IP header.
+fn shift_vnet_hdr(hdr: &mut [u8; VNET_HDR_LEN], by: i32) {
+    let gso = hdr[1] != VNET_HDR_GSO_NONE;
+    let partial = hdr[0] & VNET_HDR_F_NEEDS_CSUM != 0;
+    for (at, applies) in [(2, gso), (6, partial)] {
+        if applies {
+            let v = i32::from(u16::from_le_bytes([hdr[at], hdr[at + 1]]));
+            let moved = u16::try_from((v + by).max(0)).unwrap_or(u16::MAX);
+            hdr[at..at + 2].copy_from_slice(&moved.to_le_bytes());
+        }
+    }
+}
+
 fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut [libc::iovec]) -> libc::msghdr {
     // SAFETY: msghdr is plain data; all zeroes is a valid value.
     let mut msg: libc::msghdr = unsafe { zeroed() };
@@ -790,27 +844,28 @@ impl NetBackend for PacketBackend {
         // The host's virtio_net_hdr when it gives one; the kernel's buffer next; what does
         // not fit spills into ours.
         let mut host_hdr = [0u8; VNET_HDR_LEN];
+        let mut eth = [0u8; ETH_HLEN];
         let first = packet.len().min(RX_MAX);
-        let mut iov = [
-            libc::iovec {
-                iov_base: host_hdr.as_mut_ptr().cast(),
-                iov_len: VNET_HDR_LEN,
-            },
-            libc::iovec {
-                iov_base: packet.as_mut_ptr().cast(),
-                iov_len: first,
-            },
-            libc::iovec {
-                iov_base: big.buf[first..].as_mut_ptr().cast(),
-                iov_len: RX_MAX - first,
-            },
-        ];
-        let iov = if self.vnet {
-            &mut iov[..]
-        } else {
-            &mut iov[1..]
+        let vec = |p: *mut u8, len| libc::iovec {
+            iov_base: p.cast(),
+            iov_len: len,
         };
-        let mut msg = ll_msghdr(&mut sll, iov);
+        let mut iov = [
+            vec(host_hdr.as_mut_ptr(), VNET_HDR_LEN),
+            vec(eth.as_mut_ptr(), ETH_HLEN),
+            vec(packet.as_mut_ptr(), first),
+            vec(big.buf[first..].as_mut_ptr(), RX_MAX - first),
+        ];
+        // Headers first (when the socket gives them), then the packet.
+        let link = if self.own_mac.is_some() { ETH_HLEN } else { 0 };
+        let mut used = 0;
+        for (k, keep) in [self.vnet, link > 0, true, true].into_iter().enumerate() {
+            if keep {
+                iov[used] = iov[k];
+                used += 1;
+            }
+        }
+        let mut msg = ll_msghdr(&mut sll, &mut iov[..used]);
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = size_of_val(&control);
         // SAFETY: msg names sll, the control buffer and two iovecs over `packet` and our
@@ -818,9 +873,8 @@ impl NetBackend for PacketBackend {
         let len = match unsafe {
             sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
         } {
-            // With a vnet header the length counts it too.
-            Ok(len) if self.vnet => len.saturating_sub(VNET_HDR_LEN),
-            Ok(len) => len,
+            // The length counts the headers too.
+            Ok(len) => len.saturating_sub(link + if self.vnet { VNET_HDR_LEN } else { 0 }),
             Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
         };
         let mut status = 0;
@@ -859,6 +913,7 @@ impl NetBackend for PacketBackend {
         let mut hdr = [0u8; VNET_HDR_LEN];
         if self.vnet {
             hdr = host_hdr;
+            shift_vnet_hdr(&mut hdr, -(link as i32));
         } else if status & TP_STATUS_CSUMNOTREADY != 0 {
             // Produced by a local stack that left the checksum to offload (veth): the field
             // holds only the pseudo-header sum. Say so (NEEDS_CSUM with the checksum's place),
