@@ -46,7 +46,7 @@ pub struct NetConfig {
     /// `LKL_HIJACK_NET_FD`: a packet socket opened by `lkl-run` with privileges this process
     /// may lack, used instead of opening one.
     pub fd: Option<i32>,
-    /// `LKL_HIJACK_NET_OFFLOAD` (1, the default, or 0): let the host segment TCP and finish
+    /// `LKL_HIJACK_OFFLOAD` (1, the default, or 0): let the host segment TCP and finish
     /// checksums where the interface allows it.
     pub offload: bool,
 }
@@ -103,7 +103,7 @@ impl NetConfig {
                 "the number of an open packet socket (set by lkl-run)",
                 |&fd: &i32| fd >= 0,
             )?,
-            offload: env.parse("LKL_HIJACK_NET_OFFLOAD", "1 or 0", |&v: &u8| v <= 1)? != Some(0),
+            offload: env.parse("LKL_HIJACK_OFFLOAD", "1 or 0", |&v: &u8| v <= 1)? != Some(0),
         }))
     }
 }
@@ -404,21 +404,11 @@ mod tests {
     #[test]
     fn offload_is_on_unless_switched_off() {
         assert!(hijack(&[]).unwrap().net.offload);
-        assert!(
-            hijack(&[("LKL_HIJACK_NET_OFFLOAD", "1")])
-                .unwrap()
-                .net
-                .offload
-        );
-        assert!(
-            !hijack(&[("LKL_HIJACK_NET_OFFLOAD", "0")])
-                .unwrap()
-                .net
-                .offload
-        );
+        assert!(hijack(&[("LKL_HIJACK_OFFLOAD", "1")]).unwrap().net.offload);
+        assert!(!hijack(&[("LKL_HIJACK_OFFLOAD", "0")]).unwrap().net.offload);
         assert_eq!(
-            error(&[("LKL_HIJACK_NET_OFFLOAD", "yes")]),
-            "LKL_HIJACK_NET_OFFLOAD=yes: expected 1 or 0"
+            error(&[("LKL_HIJACK_OFFLOAD", "yes")]),
+            "LKL_HIJACK_OFFLOAD=yes: expected 1 or 0"
         );
     }
 

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use lkl::netdev::NetBackend;
 use lkl::packet::{PacketBackend, PacketConfig};
 use lkl::{BootOptions, Errno, InterfaceConfig, Ipv4Net, Ipv6Net, Kernel};
 use once_cell::sync::OnceCell;
@@ -214,6 +215,16 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
     backend
         .start_rx(dev.irq)
         .map_err(|e| format!("cannot start the packet receive thread: {e}"))?;
+    log::debug!(
+        "{} on host interface {}: {}",
+        dev.name,
+        net.host_if,
+        if backend.tso() {
+            "offloads on (the host segments TCP and finishes checksums)"
+        } else {
+            "offloads off (TCP segmented and checksummed in LKL)"
+        }
+    );
     let iface = InterfaceConfig {
         mtu: None,
         ipv4: net.ip.map(|addr| Ipv4Net {

@@ -791,7 +791,7 @@ impl NetBackend for PacketBackend {
             if sent == Err(Errno::EINVAL) && !self.offload_refused.swap(true, Ordering::Relaxed) {
                 log::warn!(
                     "the host refused an offloaded packet (EINVAL); if connections stall, set \
-                     LKL_HIJACK_NET_OFFLOAD=0"
+                     LKL_HIJACK_OFFLOAD=0"
                 );
             }
             sent
