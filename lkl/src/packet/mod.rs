@@ -674,19 +674,22 @@ impl PacketBackend {
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = protocol.to_be();
         sll.sll_ifindex = self.ifindex;
-        if self.ethernet {
+        let next_hop = if self.ethernet {
             let Some(mac) = self.next_hop_mac() else {
                 self.counters.tx_no_next_hop.fetch_add(1, Ordering::Relaxed);
                 return Err(Errno::EHOSTUNREACH);
             };
             sll.sll_halen = 6;
             sll.sll_addr[..6].copy_from_slice(&mac);
-        }
+            Some(mac)
+        } else {
+            None
+        };
         // On the stack: this runs for every packet sent.
         let mut eth = [0u8; ETH_HLEN];
         let mut hdr = [0u8; VNET_HDR_LEN];
         let (mut vnet_hdr, mut eth_hdr) = (vnet_hdr, None);
-        if let (Some(own), Some(dst)) = (self.own_mac, self.next_hop_mac()) {
+        if let (Some(own), Some(dst)) = (self.own_mac, next_hop) {
             eth[..6].copy_from_slice(&dst);
             eth[6..12].copy_from_slice(&own);
             eth[12..].copy_from_slice(&protocol.to_be_bytes());
