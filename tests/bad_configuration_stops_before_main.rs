@@ -6,28 +6,19 @@ mod common;
 
 use std::process::Output;
 
-use common::{command_in, lkl_env, venet};
+use common::{lkl_env, run_socket_probe, set_env, venet};
 use lkl_rig::Topology;
 
-/// A program that says it ran, then opens an IPv4 socket (which boots the kernel).
-const PROGRAM: &str = "print('main ran', flush=True); import socket; socket.socket(); print('socket opened', flush=True)";
-
+/// The socket probe with `changes` to the LKL environment (None: the variable unset).
 fn run(topo: &dyn Topology, changes: &[(&str, Option<&str>)]) -> Output {
     let mut env = lkl_env(topo);
     for (var, value) in changes {
-        env.retain(|(k, _)| k != var);
-        if let Some(v) = value {
-            env.push((var.to_string(), v.to_string()));
+        match value {
+            Some(v) => set_env(&mut env, var, v),
+            None => env.retain(|(k, _)| k != var),
         }
     }
-    command_in(
-        topo.container_ns(),
-        "/usr/bin/python3",
-        &["-c", PROGRAM],
-        &env,
-    )
-    .output()
-    .expect("run python3")
+    run_socket_probe(topo, &env)
 }
 
 /// Exit 78, exactly one stderr line, which starts with "lkl-hijack: VAR=".
@@ -106,14 +97,7 @@ fn without_configuration_the_library_stays_out_of_the_way() {
         .into_iter()
         .filter(|(k, _)| k == "LD_PRELOAD")
         .collect();
-    let out = command_in(
-        topo.container_ns(),
-        "/usr/bin/python3",
-        &["-c", PROGRAM],
-        &env,
-    )
-    .output()
-    .expect("run python3");
+    let out = run_socket_probe(&topo, &env);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

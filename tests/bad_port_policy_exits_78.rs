@@ -7,26 +7,15 @@ mod common;
 
 use std::process::Output;
 
-use common::{command_in, lkl_env, venet};
+use common::{lkl_env, run_socket_probe, set_env, venet};
 use lkl_rig::Topology;
-
-/// A program that says it ran, then opens an IPv4 socket (which boots the kernel).
-const PROGRAM: &str = "print('main ran', flush=True); import socket; socket.socket(); print('socket opened', flush=True)";
 
 fn run(topo: &dyn Topology, changes: &[(&str, &str)]) -> Output {
     let mut env = lkl_env(topo);
     for (var, value) in changes {
-        env.retain(|(k, _)| k != var);
-        env.push((var.to_string(), value.to_string()));
+        set_env(&mut env, var, value);
     }
-    command_in(
-        topo.container_ns(),
-        "/usr/bin/python3",
-        &["-c", PROGRAM],
-        &env,
-    )
-    .output()
-    .expect("run python3")
+    run_socket_probe(topo, &env)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -50,6 +50,29 @@ pub fn lkl_env(topo: &dyn Topology) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// Sets `key=value` in an environment list (replacing an earlier value).
+pub fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_string(), value.to_string()));
+}
+
+/// A program that says it ran, then opens an IPv4 socket (which boots the kernel): what a bad
+/// configuration must stop, before `main` or at that socket.
+const SOCKET_PROBE: &str = "print('main ran', flush=True); import socket; socket.socket(); \
+                            print('socket opened', flush=True)";
+
+/// Runs the socket probe in the container with `env`, to completion.
+pub fn run_socket_probe(topo: &dyn Topology, env: &[(String, String)]) -> Output {
+    command_in(
+        topo.container_ns(),
+        "/usr/bin/python3",
+        &["-c", SOCKET_PROBE],
+        env,
+    )
+    .output()
+    .expect("run python3")
 }
 
 /// `program args...` in `ns` with `env` added, stdout and stderr captured.

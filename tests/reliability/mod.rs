@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use lkl_rig::{Topology, VenetTopology};
 
 // Re-exported for the test files that use this module's helpers with `reliability::*`.
-use crate::common::{command_in, lkl_env, Server};
+use crate::common::{command_in, lkl_env, set_env, Server};
 #[allow(unused_imports)]
 pub use crate::common::{echo_server_bin, raise_fd_limit};
 
@@ -30,8 +30,7 @@ pub fn start_echo(topo: &VenetTopology, listen: SocketAddr, extra: &[(&str, &str
     let bin = echo_server_bin();
     let mut env = lkl_env(topo);
     for (k, v) in extra {
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v.to_string()));
+        set_env(&mut env, k, v);
     }
     let mut server = Server::spawn(
         command_in(

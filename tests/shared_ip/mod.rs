@@ -17,13 +17,9 @@ use std::time::{Duration, Instant};
 use lkl_rig::{Netns, Topology};
 
 use crate::apps::Scratch;
+// set_env is re-exported for the tests that take their helpers from here.
+pub use crate::common::set_env;
 use crate::common::{lkl_env, Server};
-
-/// Sets `key=value` in an environment list (replacing an earlier value).
-pub fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
-    env.retain(|(k, _)| k != key);
-    env.push((key.to_string(), value.to_string()));
-}
 
 /// `lkl_env` with LKL on the container's host-stack IPv4 address: one address for both stacks.
 pub fn shared_ip_env(topo: &dyn Topology) -> Vec<(String, String)> {
