@@ -46,7 +46,27 @@ pub(crate) static OPS: sys::lkl_host_ops = sys::lkl_host_ops {
     timer_set_oneshot: Some(timer_set_oneshot),
     timer_free: Some(timer_free),
     copy_user: Some(crate::fault::copy_user),
+    memcpy: Some(memcpy),
+    memmove: Some(memmove),
+    memset: Some(memset),
 };
+
+// The C library's, which pick the machine's fastest instructions. They cannot panic.
+
+unsafe extern "C" fn memcpy(dst: *mut c_void, src: *const c_void, n: c_ulong) -> *mut c_void {
+    // SAFETY: the kernel passes what memcpy(3) requires: n bytes valid at each, no overlap.
+    unsafe { libc::memcpy(dst, src, n as usize) }
+}
+
+unsafe extern "C" fn memmove(dst: *mut c_void, src: *const c_void, n: c_ulong) -> *mut c_void {
+    // SAFETY: the kernel passes n bytes valid at each; memmove allows overlap.
+    unsafe { libc::memmove(dst, src, n as usize) }
+}
+
+unsafe extern "C" fn memset(s: *mut c_void, c: c_int, n: c_ulong) -> *mut c_void {
+    // SAFETY: the kernel passes n writable bytes at s.
+    unsafe { libc::memset(s, c, n as usize) }
+}
 
 /// Runs an op's body; a panic cannot cross into C, so it ends the process with a message.
 fn no_unwind<R>(op: &str, body: impl FnOnce() -> R) -> R {

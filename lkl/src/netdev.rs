@@ -4,10 +4,10 @@
 //! The kernel's device is L3 point-to-point (no link-layer header, no ARP): every packet is a
 //! bare IPv4/IPv6 packet accompanied by a `struct virtio_net_hdr` carrying offload metadata.
 //! rx is interrupt driven: the device starts "armed"; the backend raises [`Irq::trigger`] once
-//! a packet waits, the kernel pulls packets with [`NetBackend::rx`] until it returns EAGAIN,
+//! a packet waits, the kernel takes packets with [`NetBackend::rx`] until it finds no more,
 //! then calls [`NetBackend::rx_arm`] and waits for the next interrupt.
 
-use std::ffi::{c_int, CString};
+use std::ffi::{c_int, c_void, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
@@ -19,19 +19,31 @@ pub const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_DATA_VALID`: the packet's checksum was verified by the host.
 pub const VNET_HDR_F_DATA_VALID: u8 = 2;
 
+/// What the kernel did with a packet handed to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Taken (queued, or dropped as malformed): the backend moves on.
+    Taken,
+    /// The kernel had no memory for it: keep it for a later call.
+    NoMemory,
+}
+
 /// A host-side network device. The methods run on kernel context (the calling thread holds
 /// the kernel's only CPU): they must not block and must not call into the kernel.
 pub trait NetBackend: Send + Sync + 'static {
-    /// Sends one packet, given as `packet`'s pieces in order (the IP header starts the
-    /// first). `vnet_hdr` is its virtio_net_hdr ([`VNET_HDR_LEN`] bytes). An error counts the
-    /// packet as dropped by the device.
-    fn tx(&self, vnet_hdr: &[u8], packet: &[&[u8]]) -> Result<(), Errno>;
-    /// Receives one packet into `packet` and its virtio_net_hdr into `vnet_hdr`. Returns the
-    /// packet's length; `Err(EAGAIN)` when no packet is waiting. A packet longer than
-    /// `packet.len()` (up to 65535 bytes) is kept and its length returned: the next call, with
-    /// a buffer that large, gets it, or drops it when the buffer is still too small.
-    fn rx(&self, vnet_hdr: &mut [u8], packet: &mut [u8]) -> Result<usize, Errno>;
-    /// rx returned EAGAIN and the kernel stopped polling: trigger the device's irq once a
+    /// Sends the packets of `batch` (one, or several the kernel had at once); returns how
+    /// many the host took, the others count as dropped by the device.
+    fn tx(&self, batch: &TxBatch<'_>) -> usize;
+    /// Hands up to `budget` waiting packets to `deliver`, in order, each with its
+    /// virtio_net_hdr; returns how many it took. `deliver` copies the packet into the kernel
+    /// and says [`Delivery::NoMemory`] when the kernel has none for it now: the backend then
+    /// stops and keeps that packet for its next call.
+    fn rx(
+        &self,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
+    ) -> Result<usize, Errno>;
+    /// rx found nothing more and the kernel stopped polling: trigger the device's irq once a
     /// packet waits (and not before: an irq while the kernel polls is lost work, not a bug).
     fn rx_arm(&self);
     /// Whether tx takes TCP GSO packets (up to 64 KiB) and partial checksums, finished by the
@@ -92,16 +104,6 @@ unsafe fn backend<'a, B: NetBackend>(nd: *mut sys::lkl_netdev) -> &'a B {
 }
 
 /// # Safety
-/// The kernel's iovec contract: `cnt` iovecs at `iov`, each valid for its length.
-unsafe fn iovecs<'a>(iov: *const sys::lkl_iovec, cnt: c_int) -> Option<&'a [sys::lkl_iovec]> {
-    if iov.is_null() || cnt < 2 {
-        return None;
-    }
-    // SAFETY: the caller guarantees cnt iovecs at iov.
-    Some(unsafe { std::slice::from_raw_parts(iov, cnt as usize) })
-}
-
-/// # Safety
 /// `v` describes memory valid for reading for the duration of the borrow.
 unsafe fn bytes<'a>(v: &sys::lkl_iovec) -> &'a [u8] {
     if v.iov_len == 0 {
@@ -114,59 +116,120 @@ unsafe fn bytes<'a>(v: &sys::lkl_iovec) -> &'a [u8] {
 /// Most pieces a packet comes in (the kernel's MAX_SKB_FRAGS plus the linear part).
 pub(crate) const MAX_PIECES: usize = 32;
 
+/// Packets the kernel sends in one call: each a virtio_net_hdr and its pieces.
+pub struct TxBatch<'a> {
+    iov: &'a [sys::lkl_iovec],
+    cnt: &'a [c_int],
+}
+
+/// One packet of a [`TxBatch`].
+pub struct TxPacket<'a> {
+    /// Its virtio_net_hdr ([`VNET_HDR_LEN`] bytes).
+    pub vnet_hdr: &'a [u8],
+    pieces: &'a [sys::lkl_iovec],
+}
+
+impl<'a> TxBatch<'a> {
+    /// # Safety
+    /// `cnt` points to `n` counts and `iov` to as many iovecs as they add up to, each
+    /// describing memory readable for `'a`.
+    unsafe fn new(iov: *const sys::lkl_iovec, cnt: *const c_int, n: c_int) -> Option<Self> {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0 && !cnt.is_null() && !iov.is_null())?;
+        // SAFETY: the caller guarantees n counts at cnt.
+        let cnt = unsafe { std::slice::from_raw_parts(cnt, n) };
+        let mut total = 0usize;
+        for &c in cnt {
+            // A header and at most MAX_PIECES pieces each.
+            let c = usize::try_from(c)
+                .ok()
+                .filter(|&c| (1..=1 + MAX_PIECES).contains(&c))?;
+            total += c;
+        }
+        // SAFETY: the caller guarantees the counts' sum of iovecs at iov.
+        let iov = unsafe { std::slice::from_raw_parts(iov, total) };
+        Some(TxBatch { iov, cnt })
+    }
+
+    pub fn len(&self) -> usize {
+        self.cnt.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cnt.is_empty()
+    }
+
+    pub fn packets(&self) -> impl Iterator<Item = TxPacket<'a>> + '_ {
+        let mut rest = self.iov;
+        self.cnt.iter().map(move |&c| {
+            let (mine, after) = rest.split_at(c as usize);
+            rest = after;
+            TxPacket {
+                // SAFETY: TxBatch::new's contract: every iovec is readable for 'a.
+                vnet_hdr: unsafe { bytes(&mine[0]) },
+                pieces: &mine[1..],
+            }
+        })
+    }
+}
+
+impl<'a> TxPacket<'a> {
+    /// The packet's pieces in order (the IP header starts the first).
+    pub fn pieces(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        // SAFETY: TxBatch::new's contract: every iovec is readable for 'a.
+        self.pieces.iter().map(|v| unsafe { bytes(v) })
+    }
+
+    pub fn piece_count(&self) -> usize {
+        self.pieces.len()
+    }
+}
+
 unsafe extern "C" fn tx_trampoline<B: NetBackend>(
     nd: *mut sys::lkl_netdev,
     iov: *const sys::lkl_iovec,
-    cnt: c_int,
+    cnt: *const c_int,
+    n: c_int,
 ) -> c_int {
-    no_unwind("tx", -(Errno::EIO.0), || {
-        // SAFETY: the kernel calls tx with the device it registered and its iovecs.
-        let (b, iov) = unsafe { (backend::<B>(nd), iovecs(iov, cnt)) };
-        let Some(iov) = iov.filter(|v| v.len() <= 1 + MAX_PIECES) else {
-            return -(Errno::EINVAL.0);
-        };
-        let mut pieces: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
-        // SAFETY: each iovec describes readable kernel memory (the header on the kernel's
-        // stack, the skb's data and fragments) for the duration of the call.
-        let hdr = unsafe { bytes(&iov[0]) };
-        for (piece, v) in pieces.iter_mut().zip(&iov[1..]) {
-            // SAFETY: as above.
-            *piece = unsafe { bytes(v) };
-        }
-        match b.tx(hdr, &pieces[..iov.len() - 1]) {
-            Ok(()) => 0,
-            Err(e) => -e.0,
+    no_unwind("tx", 0, || {
+        // SAFETY: the kernel calls tx with the device it registered, n counts at cnt and
+        // their sum of iovecs at iov, each describing memory it keeps alive and unchanged
+        // during the call.
+        let (b, batch) = unsafe { (backend::<B>(nd), TxBatch::new(iov, cnt, n)) };
+        match batch {
+            Some(batch) => c_int::try_from(b.tx(&batch)).unwrap_or(0),
+            None => 0,
         }
     })
 }
 
 unsafe extern "C" fn rx_trampoline<B: NetBackend>(
     nd: *mut sys::lkl_netdev,
-    iov: *mut sys::lkl_iovec,
-    cnt: c_int,
+    budget: c_int,
+    deliver: sys::lkl_netdev_deliver_t,
+    ctx: *mut c_void,
 ) -> c_int {
     no_unwind("rx", -(Errno::EIO.0), || {
-        // SAFETY: the kernel calls rx with the device it registered and its two iovecs.
-        let (b, iov) = unsafe { (backend::<B>(nd), iovecs(iov, cnt)) };
-        let Some(iov) = iov else {
+        // SAFETY: the kernel calls rx with the device it registered.
+        let b = unsafe { backend::<B>(nd) };
+        let Some(deliver) = deliver else {
             return -(Errno::EINVAL.0);
         };
-        // SAFETY: each iovec describes writable kernel memory (a header on the kernel's
-        // stack, the new skb's data) that nothing else touches during the call; the two do
-        // not overlap.
-        let (hdr, packet) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(
-                    iov[0].iov_base.cast::<u8>(),
-                    iov[0].iov_len as usize,
-                ),
-                std::slice::from_raw_parts_mut(
-                    iov[1].iov_base.cast::<u8>(),
-                    iov[1].iov_len as usize,
-                ),
-            )
+        let mut to_kernel = |hdr: &[u8; VNET_HDR_LEN], packet: &[u8]| {
+            let Ok(len) = u32::try_from(packet.len()) else {
+                return Delivery::Taken;
+            };
+            // SAFETY: deliver is the kernel's callback for this poll with its ctx; it only
+            // reads the header and the packet, which are live for the call.
+            let rc = unsafe { deliver(ctx, hdr.as_ptr().cast(), packet.as_ptr().cast(), len) };
+            if rc == -(Errno::ENOMEM.0) {
+                Delivery::NoMemory
+            } else {
+                Delivery::Taken
+            }
         };
-        match b.rx(hdr, packet) {
+        match b.rx(usize::try_from(budget).unwrap_or(0), &mut to_kernel) {
             Ok(n) => c_int::try_from(n).unwrap_or(c_int::MAX),
             Err(e) => -e.0,
         }

@@ -3,11 +3,13 @@
 //!
 //! * Packets are bare IP both ways (LKL's device is L3, and SOCK_DGRAM strips and adds the
 //!   host's link-layer header), so no synthetic Ethernet header is added or removed.
-//! * tx: `sendmsg` with a `sockaddr_ll` naming the protocol (from the IP version nibble); on an
-//!   Ethernet host interface also the next hop's MAC, learned from received frames or from the
-//!   host's ARP table at open.
-//! * rx: `recvmsg(MSG_DONTWAIT|MSG_TRUNC)` straight into the kernel's skb; PACKET_AUXDATA
-//!   tells whether the host verified the checksum.
+//! * tx (`tx.rs`): `sendmmsg`, a batch at a time, with a `sockaddr_ll` naming the protocol
+//!   (from the IP version nibble); on an Ethernet host interface also the next hop's MAC,
+//!   learned from received frames or from the host's ARP table at open.
+//! * rx: a TPACKET_V2 ring shared with the host kernel (`ring.rs`), read without a system
+//!   call per packet; where the host refuses a ring, and for packets too big for its frames,
+//!   `recvmsg(MSG_DONTWAIT|MSG_TRUNC)`. The ring's frame status or PACKET_AUXDATA tells
+//!   whether the host verified the checksum.
 //! * A classic-BPF filter (`filter.rs`) lets only packets for LKL's addresses — on an address
 //!   shared with the host, only for the ports LKL owns — reach the socket, and
 //!   PACKET_IGNORE_OUTGOING keeps our own tx out of it.
@@ -15,7 +17,9 @@
 //!   raises the device's irq.
 
 mod filter;
+mod ring;
 mod sys;
+mod tx;
 
 pub use filter::Admit;
 
@@ -31,8 +35,10 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::netdev::{Irq, NetBackend, MAX_PIECES, VNET_HDR_F_DATA_VALID, VNET_HDR_LEN};
+use crate::netdev::{Delivery, Irq, NetBackend, TxBatch, VNET_HDR_F_DATA_VALID, VNET_HDR_LEN};
 use crate::Errno;
+use ring::{RxRing, TP_STATUS_COPY};
+use tx::TxScratch;
 
 // linux/if_packet.h, linux/if_ether.h, linux/if_arp.h, asm-generic/socket.h
 const SOL_PACKET: c_int = 263;
@@ -191,12 +197,14 @@ struct RxState {
 /// The largest packet the host may coalesce (an IP datagram).
 const RX_MAX: usize = 65535;
 
-/// A received packet too long for the kernel's MTU-sized buffer (GRO, or a peer's TSO on
-/// veth): its bytes from `buf[0]`, its length, its virtio_net_hdr.
-struct Oversized {
+/// The receiving side, used by the kernel's poll (one caller at a time).
+struct Receiver {
+    /// The ring, unless the host refused one.
+    ring: Option<RxRing>,
+    /// A packet read with recvmsg: its bytes from `buf[0]`.
     buf: Vec<u8>,
-    len: usize,
-    vnet_hdr: [u8; VNET_HDR_LEN],
+    /// The packet in `buf` the kernel had no memory for: its length and header.
+    pending: Option<(usize, [u8; VNET_HDR_LEN])>,
 }
 
 /// The next hop's MAC in the low 48 bits, bit 48 set when known: one atomic, read per tx.
@@ -236,8 +244,8 @@ pub struct PacketBackend {
     counters: Counters,
     rx: Mutex<RxState>,
     rx_cond: Condvar,
-    /// Where a packet longer than the kernel's buffer waits for the kernel's second call.
-    oversized: Mutex<Oversized>,
+    receiver: Mutex<Receiver>,
+    tx_scratch: Mutex<Box<TxScratch>>,
     /// Written to end the rx thread's poll.
     stop_fd: sys::Fd,
     rx_thread: Mutex<Option<JoinHandle<()>>>,
@@ -452,6 +460,20 @@ impl PacketBackend {
             && cfg.offload
             && unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_VNET_HDR, &one) }.is_ok();
         set_rcvbuf(&sock).map_err(host("SO_RCVBUF"))?;
+        // Before bind: packets come to the ring from the first.
+        let ring = match RxRing::set_up(&sock, mtu) {
+            Ok(ring) => {
+                log::debug!(
+                    "packet backend: receiving through a ring of {} frames",
+                    ring.frames()
+                );
+                Some(ring)
+            }
+            Err(e) => {
+                log::debug!("packet backend: the host refused a receive ring ({e}); using recvmsg");
+                None
+            }
+        };
         // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -480,11 +502,12 @@ impl PacketBackend {
                 stopping: false,
             }),
             rx_cond: Condvar::new(),
-            oversized: Mutex::new(Oversized {
+            receiver: Mutex::new(Receiver {
+                ring,
                 buf: vec![0; RX_MAX],
-                len: 0,
-                vnet_hdr: [0; VNET_HDR_LEN],
+                pending: None,
             }),
+            tx_scratch: Mutex::new(TxScratch::new()),
             stop_fd: sys::eventfd().map_err(host("eventfd"))?,
             rx_thread: Mutex::new(None),
         }))
@@ -639,126 +662,128 @@ fn partial_csum_location(packet: &[u8]) -> Option<(u16, u16)> {
     Some((l4_start, offset))
 }
 
-/// Completes a CHECKSUM_PARTIAL packet: the 16-bit one's complement sum from `start` to the
-/// end, stored at `start + offset` (the field holds the pseudo-header sum already).
-fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> Option<()> {
-    if start + offset + 2 > packet.len() {
-        return None;
-    }
-    let mut sum: u64 = 0;
-    let mut chunks = packet[start..].chunks_exact(2);
-    for c in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let csum = !(sum as u16);
-    packet[start + offset..start + offset + 2].copy_from_slice(&csum.to_be_bytes());
-    Some(())
-}
-
 impl PacketBackend {
-    /// Sends `packet`'s pieces, after `vnet_hdr` when the socket takes one.
-    fn send(&self, vnet_hdr: Option<&[u8]>, packet: &[&[u8]]) -> Result<(), Errno> {
-        let protocol = match packet.iter().find(|p| !p.is_empty()).map(|p| p[0] >> 4) {
-            Some(4) => ETH_P_IP,
-            Some(6) => ETH_P_IPV6,
-            _ => return Err(Errno::EINVAL),
-        };
-        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = protocol.to_be();
-        sll.sll_ifindex = self.ifindex;
-        let next_hop = if self.ethernet {
-            let Some(mac) = self.next_hop_mac() else {
-                self.counters.tx_no_next_hop.fetch_add(1, Ordering::Relaxed);
-                return Err(Errno::EHOSTUNREACH);
-            };
-            sll.sll_halen = 6;
-            sll.sll_addr[..6].copy_from_slice(&mac);
-            Some(mac)
-        } else {
-            None
-        };
-        // On the stack: this runs for every packet sent.
-        let mut eth = [0u8; ETH_HLEN];
-        let mut hdr = [0u8; VNET_HDR_LEN];
-        let (mut vnet_hdr, mut eth_hdr) = (vnet_hdr, None);
-        if let (Some(own), Some(dst)) = (self.own_mac, next_hop) {
-            eth[..6].copy_from_slice(&dst);
-            eth[6..12].copy_from_slice(&own);
-            eth[12..].copy_from_slice(&protocol.to_be_bytes());
-            eth_hdr = Some(&eth[..]);
-            // The host counts the header's offsets from the frame's start.
-            if let Some(h) = vnet_hdr {
-                hdr.copy_from_slice(&h[..VNET_HDR_LEN]);
-                shift_vnet_hdr(&mut hdr, ETH_HLEN as i32);
-                vnet_hdr = Some(&hdr[..]);
-            }
+    /// The packet kept in `buf` for lack of kernel memory, else the next one from the
+    /// socket's receive queue; None when none waits.
+    fn pending_or_recv(
+        &self,
+        buf: &mut [u8],
+        pending: &mut Option<(usize, [u8; VNET_HDR_LEN])>,
+    ) -> Result<Option<(usize, [u8; VNET_HDR_LEN])>, Errno> {
+        match pending.take() {
+            Some(p) => Ok(Some(p)),
+            None => self.recv(buf),
         }
-        let mut iov = [libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        }; 2 + MAX_PIECES];
-        if packet.len() > MAX_PIECES {
-            return Err(Errno::EINVAL);
-        }
-        let pieces = vnet_hdr
-            .into_iter()
-            .chain(eth_hdr)
-            .chain(packet.iter().copied());
-        let mut n = 0;
-        for (v, p) in iov.iter_mut().zip(pieces) {
-            v.iov_base = p.as_ptr().cast_mut().cast();
-            v.iov_len = p.len();
-            n += 1;
-        }
-        let msg = ll_msghdr(&mut sll, &mut iov[..n]);
-        let mut tries = 0;
+    }
+
+    /// Receives the next packet from the socket's queue into `buf` with recvmsg; returns its
+    /// length and virtio_net_hdr, None when none waits. Packets longer than `buf` are
+    /// counted and skipped.
+    fn recv(&self, buf: &mut [u8]) -> Result<Option<(usize, [u8; VNET_HDR_LEN])>, Errno> {
+        let link = if self.own_mac.is_some() { ETH_HLEN } else { 0 };
         loop {
-            // SAFETY: msg names sll and the iovecs over `packet`, all alive during the call;
-            // the kernel only reads them for sendmsg.
-            let err = match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT) } {
-                Ok(_) => return Ok(()),
-                Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+            // Room for one cmsghdr carrying a tpacket_auxdata, u64-aligned as cmsg requires.
+            let mut control = [0u64; 8];
+            let mut host_hdr = [0u8; VNET_HDR_LEN];
+            let mut eth = [0u8; ETH_HLEN];
+            let vec = |p: *mut u8, len| libc::iovec {
+                iov_base: p.cast(),
+                iov_len: len,
             };
-            // A full host queue (the interface's qdisc: ENOBUFS; our send buffer: EAGAIN)
-            // clears as the host sends: wait a little and try again, a few times, before the
-            // packet is dropped (TCP then retransmits it). The wait holds the kernel's CPU,
-            // so it stays short.
-            if tries == TX_RETRIES || !matches!(err, libc::ENOBUFS | libc::EAGAIN) {
-                return Err(Errno(err));
+            let all = [
+                vec(host_hdr.as_mut_ptr(), VNET_HDR_LEN),
+                vec(eth.as_mut_ptr(), ETH_HLEN),
+                vec(buf.as_mut_ptr(), buf.len()),
+            ];
+            // The headers the socket gives (vnet, Ethernet), then the packet.
+            let mut iov = [all[2]; 3];
+            let mut used = 0;
+            for (v, keep) in all.into_iter().zip([self.vnet, link > 0, true]) {
+                if keep {
+                    iov[used] = v;
+                    used += 1;
+                }
             }
-            tries += 1;
-            if self.counters.tx_retried.fetch_add(1, Ordering::Relaxed) == 0 {
-                log::debug!(
-                    "the host refused a send ({}): its queue is full; retrying",
-                    io::Error::from_raw_os_error(err)
-                );
-            }
-            let mut fds = [libc::pollfd {
-                fd: self.sock.raw(),
-                events: libc::POLLOUT,
-                revents: 0,
-            }];
-            // ENOBUFS leaves the socket writable: then only the time passes.
-            let wait = if err == libc::EAGAIN {
-                &mut fds[..]
-            } else {
-                &mut fds[..0]
+            let mut msg = ll_msghdr(&mut sll, &mut iov[..used]);
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of_val(&control);
+            let headers = link + if self.vnet { VNET_HDR_LEN } else { 0 };
+            // SAFETY: msg names sll, the control buffer, the header arrays and `buf`, all
+            // alive and exclusively ours during the call.
+            let len = match unsafe {
+                sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            } {
+                Ok(len) => len.saturating_sub(headers),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
             };
-            let _ = sys::ppoll(wait, Some(TX_RETRY_WAIT));
+            if len > buf.len() {
+                self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut status = 0;
+            // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled, within
+            // msg_controllen; the auxdata payload is read unaligned.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == SOL_PACKET && (*cmsg).cmsg_type == PACKET_AUXDATA {
+                        let aux: TpacketAuxdata =
+                            ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<TpacketAuxdata>());
+                        status = aux.tp_status;
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                }
+            }
+            self.learn_next_hop(&sll);
+            let host_hdr = self.vnet.then_some(host_hdr);
+            return Ok(Some((
+                len,
+                offload_hdr(host_hdr, link, status, &buf[..len]),
+            )));
+        }
+    }
+
+    /// On Ethernet, the sender of a received frame is our next hop.
+    fn learn_next_hop(&self, sll: &libc::sockaddr_ll) {
+        if self.ethernet && sll.sll_halen == 6 && sll.sll_pkttype != PACKET_OUTGOING {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&sll.sll_addr[..6]);
+            self.next_hop_mac.store(mac_to_u64(mac), Ordering::Relaxed);
         }
     }
 }
 
-/// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so
-/// they must outlive its use.
+/// The virtio_net_hdr LKL gets with a received `packet`: the host's own when it gave one
+/// (its offsets counted from the `link`-byte link-layer header before the packet), else one
+/// made from the host's TP_STATUS checksum bits.
+fn offload_hdr(
+    host_hdr: Option<[u8; VNET_HDR_LEN]>,
+    link: usize,
+    status: u32,
+    packet: &[u8],
+) -> [u8; VNET_HDR_LEN] {
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    if let Some(host) = host_hdr {
+        hdr = host;
+        shift_vnet_hdr(&mut hdr, -(link as i32));
+    } else if status & TP_STATUS_CSUMNOTREADY != 0 {
+        // Produced by a local stack that left the checksum to offload (veth): the field
+        // holds only the pseudo-header sum. Say so (NEEDS_CSUM with the checksum's place),
+        // which LKL treats as CHECKSUM_PARTIAL, i.e. intact data.
+        if let Some((start, offset)) = partial_csum_location(packet) {
+            hdr[0] = VNET_HDR_F_NEEDS_CSUM;
+            hdr[6..8].copy_from_slice(&start.to_le_bytes());
+            hdr[8..10].copy_from_slice(&offset.to_le_bytes());
+        }
+    } else if status & TP_STATUS_CSUM_VALID != 0 {
+        hdr[0] = VNET_HDR_F_DATA_VALID;
+    }
+    hdr
+}
+
 /// Moves a virtio_net_hdr's offsets (hdr_len for GSO, csum_start for a partial checksum) by
 /// `by` bytes: the host counts them from the start of what the socket sends or receives, LKL
 /// from the IP header.
@@ -774,6 +799,8 @@ fn shift_vnet_hdr(hdr: &mut [u8; VNET_HDR_LEN], by: i32) {
     }
 }
 
+/// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so
+/// they must outlive its use.
 fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut [libc::iovec]) -> libc::msghdr {
     // SAFETY: msghdr is plain data; all zeroes is a valid value.
     let mut msg: libc::msghdr = unsafe { zeroed() };
@@ -785,159 +812,67 @@ fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut [libc::iovec]) -> libc::msgh
 }
 
 impl NetBackend for PacketBackend {
-    fn tx(&self, vnet_hdr: &[u8], packet: &[&[u8]]) -> Result<(), Errno> {
-        let result = if vnet_hdr.len() < VNET_HDR_LEN {
-            Err(Errno::EINVAL)
-        } else if self.vnet {
-            // The host takes the header: it segments GSO packets and finishes checksums.
-            let sent = self.send(Some(&vnet_hdr[..VNET_HDR_LEN]), packet);
-            if sent == Err(Errno::EINVAL) && !self.offload_refused.swap(true, Ordering::Relaxed) {
-                log::warn!(
-                    "the host refused an offloaded packet (EINVAL); if connections stall, set \
-                     LKL_HIJACK_OFFLOAD=0"
-                );
-            }
-            sent
-        } else if vnet_hdr[1] != VNET_HDR_GSO_NONE {
-            // Without offloads LKL's device segments in software: no GSO packet should come.
-            Err(Errno::EINVAL)
-        } else if vnet_hdr[0] & VNET_HDR_F_NEEDS_CSUM != 0 {
-            // The device completes checksums itself; should a partial one come anyway,
-            // finish it here (the SOCK_DGRAM socket cannot take a vnet header to let the
-            // host do it).
-            let start = usize::from(u16::from_le_bytes([vnet_hdr[6], vnet_hdr[7]]));
-            let offset = usize::from(u16::from_le_bytes([vnet_hdr[8], vnet_hdr[9]]));
-            let mut copy = packet.concat();
-            complete_checksum(&mut copy, start, offset)
-                .ok_or(Errno::EINVAL)
-                .and_then(|()| self.send(None, &[&copy]))
-        } else {
-            self.send(None, packet)
-        };
-        match result {
-            Ok(()) => {
-                self.counters.tx_packets.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(Errno::EHOSTUNREACH) => {}
-            Err(_) => {
-                self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        result
+    fn tx(&self, batch: &TxBatch<'_>) -> usize {
+        self.send_batch(batch)
     }
 
-    fn rx(&self, vnet_hdr: &mut [u8], packet: &mut [u8]) -> Result<usize, Errno> {
-        let mut big = self.oversized.lock();
-        if big.len > 0 {
-            // The kernel's second call for a packet kept by the first.
-            let len = std::mem::take(&mut big.len);
-            if packet.len() < len {
-                self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
-                return Err(Errno::ENOBUFS);
-            }
-            packet[..len].copy_from_slice(&big.buf[..len]);
-            vnet_hdr[..VNET_HDR_LEN].copy_from_slice(&big.vnet_hdr);
-            self.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
-            return Ok(len);
-        }
-        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        // Room for one cmsghdr carrying a tpacket_auxdata, u64-aligned as cmsg requires.
-        let mut control = [0u64; 8];
-        // The host's virtio_net_hdr when it gives one; the kernel's buffer next; what does
-        // not fit spills into ours.
-        let mut host_hdr = [0u8; VNET_HDR_LEN];
-        let mut eth = [0u8; ETH_HLEN];
-        let first = packet.len().min(RX_MAX);
-        let vec = |p: *mut u8, len| libc::iovec {
-            iov_base: p.cast(),
-            iov_len: len,
-        };
-        let mut iov = [
-            vec(host_hdr.as_mut_ptr(), VNET_HDR_LEN),
-            vec(eth.as_mut_ptr(), ETH_HLEN),
-            vec(packet.as_mut_ptr(), first),
-            vec(big.buf[first..].as_mut_ptr(), RX_MAX - first),
-        ];
-        // Headers first (when the socket gives them), then the packet.
-        let link = if self.own_mac.is_some() { ETH_HLEN } else { 0 };
-        let mut used = 0;
-        for (k, keep) in [self.vnet, link > 0, true, true].into_iter().enumerate() {
-            if keep {
-                iov[used] = iov[k];
-                used += 1;
-            }
-        }
-        let mut msg = ll_msghdr(&mut sll, &mut iov[..used]);
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = size_of_val(&control);
-        // SAFETY: msg names sll, the control buffer and two iovecs over `packet` and our
-        // spill buffer, all alive and exclusively ours during the call.
-        let len = match unsafe {
-            sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
-        } {
-            // The length counts the headers too.
-            Ok(len) => len.saturating_sub(link + if self.vnet { VNET_HDR_LEN } else { 0 }),
-            Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
-        };
-        let mut status = 0;
-        // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled, within
-        // msg_controllen; the auxdata payload is read unaligned.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == SOL_PACKET && (*cmsg).cmsg_type == PACKET_AUXDATA {
-                    let aux: TpacketAuxdata =
-                        ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<TpacketAuxdata>());
-                    status = aux.tp_status;
+    fn rx(
+        &self,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
+    ) -> Result<usize, Errno> {
+        let mut receiver = self.receiver.lock();
+        let Receiver { ring, buf, pending } = &mut *receiver;
+        let mut taken = 0;
+        while taken < budget {
+            let Some(ring) = ring.as_mut() else {
+                let Some((len, hdr)) = self.pending_or_recv(buf, pending)? else {
+                    break;
+                };
+                if deliver(&hdr, &buf[..len]) == Delivery::NoMemory {
+                    *pending = Some((len, hdr));
+                    break;
                 }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                taken += 1;
+                continue;
+            };
+            let Some(frame) = ring.peek() else {
+                break;
+            };
+            let delivered = if frame.status & TP_STATUS_COPY != 0 {
+                // Too big for the frame: the whole packet waits in the receive queue.
+                match self.pending_or_recv(buf, pending)? {
+                    Some((len, hdr)) => {
+                        let d = deliver(&hdr, &buf[..len]);
+                        if d == Delivery::NoMemory {
+                            *pending = Some((len, hdr));
+                        }
+                        Some(d)
+                    }
+                    None => None,
+                }
+            } else if let Some(packet) = frame.packet() {
+                self.learn_next_hop(&frame.sll());
+                let host_hdr = if self.vnet { frame.vnet_hdr() } else { None };
+                let hdr = offload_hdr(host_hdr, frame.net - frame.mac, frame.status, packet);
+                Some(deliver(&hdr, packet))
+            } else {
+                None
+            };
+            match delivered {
+                // The frame stays ours; the next call starts with it.
+                Some(Delivery::NoMemory) => break,
+                Some(Delivery::Taken) => taken += 1,
+                None => {
+                    self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            ring.release();
         }
-        if self.ethernet && sll.sll_halen == 6 && sll.sll_pkttype != PACKET_OUTGOING {
-            let mut mac = [0u8; 6];
-            mac.copy_from_slice(&sll.sll_addr[..6]);
-            self.next_hop_mac.store(mac_to_u64(mac), Ordering::Relaxed);
-        }
-        if len > RX_MAX {
-            self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
-            return Ok(len);
-        }
-        let oversized = len > first;
-        if oversized {
-            // Make the packet whole in our buffer, for the kernel's second call.
-            big.buf[..first].copy_from_slice(&packet[..first]);
-        }
-        let whole: &[u8] = if oversized {
-            &big.buf[..len]
-        } else {
-            &packet[..len]
-        };
-        let mut hdr = [0u8; VNET_HDR_LEN];
-        if self.vnet {
-            hdr = host_hdr;
-            shift_vnet_hdr(&mut hdr, -(link as i32));
-        } else if status & TP_STATUS_CSUMNOTREADY != 0 {
-            // Produced by a local stack that left the checksum to offload (veth): the field
-            // holds only the pseudo-header sum. Say so (NEEDS_CSUM with the checksum's place),
-            // which LKL treats as CHECKSUM_PARTIAL, i.e. intact data.
-            if let Some((start, offset)) = partial_csum_location(whole) {
-                hdr[0] = VNET_HDR_F_NEEDS_CSUM;
-                hdr[6..8].copy_from_slice(&start.to_le_bytes());
-                hdr[8..10].copy_from_slice(&offset.to_le_bytes());
-            }
-        } else if status & TP_STATUS_CSUM_VALID != 0 {
-            hdr[0] = VNET_HDR_F_DATA_VALID;
-        }
-        if oversized {
-            big.len = len;
-            big.vnet_hdr = hdr;
-        } else {
-            vnet_hdr.fill(0);
-            vnet_hdr[..VNET_HDR_LEN].copy_from_slice(&hdr);
-            self.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(len)
+        self.counters
+            .rx_packets
+            .fetch_add(taken as u64, Ordering::Relaxed);
+        Ok(taken)
     }
 
     fn rx_arm(&self) {
@@ -969,29 +904,6 @@ mod tests {
             parse_arp_table(table, ip("10.0.0.9"), "veth0"),
             None,
             "incomplete"
-        );
-    }
-
-    #[test]
-    fn partial_checksum_is_completed() {
-        // A UDP header + payload whose checksum field holds 0; the completed sum over the
-        // range must verify to 0xffff.
-        let mut p = vec![
-            0x12, 0x34, 0x00, 0x35, 0x00, 0x0b, 0x00, 0x00, 0xaa, 0xbb, 0xcc,
-        ];
-        complete_checksum(&mut p, 0, 6).unwrap();
-        let mut sum: u32 = 0;
-        for c in p.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        assert_eq!(sum, 0xffff);
-        assert_eq!(
-            complete_checksum(&mut p, 8, 2),
-            None,
-            "field beyond the packet"
         );
     }
 

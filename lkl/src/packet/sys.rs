@@ -133,14 +133,6 @@ pub fn bind_ll(fd: &Fd, addr: &libc::sockaddr_ll) -> io::Result<()> {
 }
 
 /// # Safety
-/// `msg` must describe valid buffers (name, iovecs, control) for the call.
-pub unsafe fn sendmsg(fd: &Fd, msg: &libc::msghdr, flags: c_int) -> io::Result<usize> {
-    // SAFETY: the caller vouches for the buffers msg points to.
-    check(unsafe { crate::raw_syscall!(libc::SYS_sendmsg, fd.0, ptr::from_ref(msg), flags) })
-        .map(|n| n as usize)
-}
-
-/// # Safety
 /// `msg` must describe valid writable buffers (name, iovecs, control) for the call.
 pub unsafe fn recvmsg(fd: &Fd, msg: &mut libc::msghdr, flags: c_int) -> io::Result<usize> {
     // SAFETY: the caller vouches for the buffers msg points to.
@@ -207,4 +199,56 @@ pub fn read_file(path: &std::ffi::CStr) -> io::Result<Vec<u8>> {
         }
         out.extend_from_slice(&buf[..n]);
     }
+}
+
+/// A shared read-write mapping of `len` bytes of `fd` (a packet socket's ring), kept out of
+/// forked children (MADV_DONTFORK): they must not see, let alone release, its frames.
+pub fn mmap_shared(fd: &Fd, len: usize) -> io::Result<*mut u8> {
+    // SAFETY: a fresh mapping at an address the kernel picks; no existing memory is touched.
+    let addr = check(unsafe {
+        crate::raw_syscall!(
+            libc::SYS_mmap,
+            ptr::null_mut::<c_void>(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.0,
+            0usize,
+        )
+    })? as *mut u8;
+    // SAFETY: addr..addr+len is the mapping just made.
+    if let Err(e) =
+        check(unsafe { crate::raw_syscall!(libc::SYS_madvise, addr, len, libc::MADV_DONTFORK) })
+    {
+        // SAFETY: as above; nothing else refers to it yet.
+        unsafe { munmap(addr, len) };
+        return Err(e);
+    }
+    Ok(addr)
+}
+
+/// # Safety
+/// `addr..addr+len` must be a mapping of ours that nothing uses any more.
+pub unsafe fn munmap(addr: *mut u8, len: usize) {
+    // SAFETY: the caller vouches that the range is ours and unused.
+    unsafe { crate::raw_syscall!(libc::SYS_munmap, addr, len) };
+}
+
+/// Sends `msgs` in order without blocking; returns how many were sent (at least one), or
+/// the error of the first.
+///
+/// # Safety
+/// Each message must describe valid buffers (name, iovecs) for the call.
+pub unsafe fn sendmmsg(fd: &Fd, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: the caller vouches for the buffers; the kernel writes only each msg_len.
+    check(unsafe {
+        crate::raw_syscall!(
+            libc::SYS_sendmmsg,
+            fd.0,
+            msgs.as_mut_ptr(),
+            msgs.len() as c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    })
+    .map(|n| n as usize)
 }

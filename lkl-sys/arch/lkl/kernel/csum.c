@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * The Internet checksum of a buffer (what lib/checksum.c calls do_csum),
- * 64 bits at a time with end-around carry. Little-endian hosts only, like
+ * 64 bits at a time. Little-endian hosts only, like
  * the rest of the port: an odd start address is summed from the byte after
  * and the result byte-swapped, as the generic code does.
  */
@@ -34,13 +34,23 @@ unsigned int do_csum(const unsigned char *buff, int len)
 		buff += 2;
 		len -= 2;
 	}
-	for (; len >= 32; buff += 32, len -= 32) {
-		const u64 *w = (const u64 *)buff;
+	if (len >= 32) {
+		/*
+		 * The 32-bit halves of each word into four plain 64-bit sums:
+		 * no carry chain from one addition to the next, so the CPU
+		 * overlaps them, and no carry is lost before 2^32 halves.
+		 */
+		u64 s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 
-		sum = add(sum, w[0]);
-		sum = add(sum, w[1]);
-		sum = add(sum, w[2]);
-		sum = add(sum, w[3]);
+		for (; len >= 32; buff += 32, len -= 32) {
+			const u64 *w = (const u64 *)buff;
+
+			s0 += (u32)w[0] + (u64)(u32)w[1];
+			s1 += (w[0] >> 32) + (w[1] >> 32);
+			s2 += (u32)w[2] + (u64)(u32)w[3];
+			s3 += (w[2] >> 32) + (w[3] >> 32);
+		}
+		sum = add(add(sum, s0), add(s1, add(s2, s3)));
 	}
 	for (; len >= 8; buff += 8, len -= 8)
 		sum = add(sum, *(const u64 *)buff);

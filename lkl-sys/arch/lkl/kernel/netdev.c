@@ -7,10 +7,11 @@
  * the host interface has is the host backend's business. No ARP or
  * neighbour discovery ever leaves the kernel through it.
  *
- * tx hands each packet to the host synchronously, as iovecs over the skb's
- * data and fragments. rx is NAPI: the host
- * raises the device's irq when packets wait, the poll function pulls them
- * with the rx op straight into skbs, and re-arms the host when drained.
+ * tx hands packets to the host synchronously, as iovecs over the skbs'
+ * data and fragments, a batch at a time when the stack has several. rx is NAPI: the host raises the device's irq when
+ * packets wait, the poll function has the host deliver a budget of them
+ * (from a ring it shares with its own kernel, say), copies each into an
+ * skb and re-arms the host when drained.
  */
 #include <linux/if_arp.h>
 #include <linux/interrupt.h>
@@ -18,7 +19,23 @@
 #include <linux/rtnetlink.h>
 #include <linux/skbuff.h>
 #include <linux/virtio_net.h>
+#include <net/checksum.h>
 #include "internal.h"
+
+/* The header, the linear part and each page fragment. */
+#define LKL_TX_IOVS	(2 + MAX_SKB_FRAGS)
+/* Packets handed to the host in one call while the stack says more follow. */
+#define LKL_TX_BATCH	16
+
+/* Packets on their way to the host, under the tx queue's lock. */
+struct lkl_tx_batch {
+	struct sk_buff *skb[LKL_TX_BATCH];
+	struct virtio_net_hdr hdr[LKL_TX_BATCH];
+	int cnt[LKL_TX_BATCH];
+	struct lkl_iovec iov[LKL_TX_BATCH * LKL_TX_IOVS];
+	int n;
+	int iovs;
+};
 
 struct lkl_netdev_priv {
 	struct lkl_netdev *nd;
@@ -26,13 +43,11 @@ struct lkl_netdev_priv {
 	/* polls again later when no skb could be had (see lkl_netdev_poll) */
 	struct timer_list refill;
 	bool starved;
+	struct lkl_tx_batch tx;
 };
 
 /* The largest coalesced packet the host may hand over (an IP datagram). */
 #define LKL_RX_MAX	65535
-
-/* The header, the linear part and each page fragment. */
-#define LKL_TX_IOVS	(2 + MAX_SKB_FRAGS)
 
 /*
  * With NETIF_F_SG and a checksum feature TCP builds 64 KiB GSO skbs. When
@@ -42,23 +57,22 @@ struct lkl_netdev_priv {
  * is completed here, in one pass over the data. Either way the payload is
  * in page fragments, handed to the host as iovecs without a copy.
  */
-static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
-				   struct net_device *dev)
+static int lkl_tx_add(struct lkl_netdev_priv *priv, struct sk_buff *skb)
 {
-	struct lkl_netdev_priv *priv = netdev_priv(dev);
-	struct lkl_iovec iov[LKL_TX_IOVS];
-	struct virtio_net_hdr hdr;
+	struct lkl_tx_batch *b = &priv->tx;
+	struct virtio_net_hdr *hdr = &b->hdr[b->n];
+	struct lkl_iovec *iov = &b->iov[b->iovs];
 	int i, n = 0;
 
 	if (skb->ip_summed == CHECKSUM_PARTIAL &&
 	    !(priv->nd->offloads & LKL_NETDEV_TSO) && skb_checksum_help(skb))
-		goto drop;
+		return -EINVAL;
 	if ((skb_has_frag_list(skb) && skb_linearize(skb)) ||
-	    virtio_net_hdr_from_skb(skb, &hdr, true, false, 0))
-		goto drop;
+	    virtio_net_hdr_from_skb(skb, hdr, true, false, 0))
+		return -EINVAL;
 
-	iov[n].iov_base = &hdr;
-	iov[n++].iov_len = sizeof(hdr);
+	iov[n].iov_base = hdr;
+	iov[n++].iov_len = sizeof(*hdr);
 	iov[n].iov_base = skb->data;
 	iov[n++].iov_len = skb_headlen(skb);
 	for (i = 0; i < skb_shinfo(skb)->nr_frags; i++) {
@@ -67,89 +81,90 @@ static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
 		iov[n].iov_base = skb_frag_address(frag);
 		iov[n++].iov_len = skb_frag_size(frag);
 	}
-	if (priv->nd->ops->tx(priv->nd, iov, n) < 0)
-		goto drop;
+	b->skb[b->n] = skb;
+	b->cnt[b->n++] = n;
+	b->iovs += n;
+	return 0;
+}
 
-	dev->stats.tx_packets++;
-	dev->stats.tx_bytes += skb->len;
-	dev_consume_skb_any(skb);
-	return NETDEV_TX_OK;
-drop:
-	dev->stats.tx_dropped++;
-	dev_kfree_skb_any(skb);
+static void lkl_tx_flush(struct net_device *dev, struct lkl_netdev_priv *priv)
+{
+	struct lkl_tx_batch *b = &priv->tx;
+	int i, sent;
+
+	sent = priv->nd->ops->tx(priv->nd, b->iov, b->cnt, b->n);
+	if (sent < 0)
+		sent = 0;
+	dev->stats.tx_packets += sent;
+	dev->stats.tx_dropped += b->n - sent;
+	for (i = 0; i < b->n; i++) {
+		dev->stats.tx_bytes += b->skb[i]->len;
+		dev_consume_skb_any(b->skb[i]);
+	}
+	b->n = 0;
+	b->iovs = 0;
+}
+
+/*
+ * The stack says when more packets follow at once (the segments of a GSO
+ * packet, say): those wait here, and the host gets them in one call.
+ */
+static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
+				   struct net_device *dev)
+{
+	struct lkl_netdev_priv *priv = netdev_priv(dev);
+
+	if (lkl_tx_add(priv, skb)) {
+		dev->stats.tx_dropped++;
+		dev_kfree_skb_any(skb);
+	}
+	if (priv->tx.n == LKL_TX_BATCH || (priv->tx.n && !netdev_xmit_more()))
+		lkl_tx_flush(dev, priv);
 	return NETDEV_TX_OK;
 }
 
 /*
- * An skb with a kmalloc'ed buffer for a packet of up to len bytes. Not
- * napi_alloc_skb: its buffers are fragments of 32 KiB pages, and a page
- * stays allocated while any of its fragments is queued on some socket.
- * Hundreds of sockets each holding a few received packets then pin far
- * more memory than their (honest) truesize says, more than TCP's limits
- * can see, and a small kernel runs out for good.
+ * Takes one packet the host delivers (see lkl_netdev_ops.rx) into an skb of
+ * its own size, copied out of host memory. The buffer is kmalloc'ed, not a
+ * napi_alloc_skb fragment of a 32 KiB page: a page stays allocated while
+ * any of its fragments is queued on some socket, and hundreds of sockets
+ * each holding a few packets then pin far more memory than their truesize
+ * says, more than TCP's limits can see, until a small kernel runs out.
+ *
+ * A packet whose checksum the host neither verified nor left partial is
+ * summed while it is copied (CHECKSUM_COMPLETE, as NICs do), so the stack
+ * verifies it without another pass over the data.
  */
-static struct sk_buff *lkl_rx_alloc(struct net_device *dev, unsigned int len)
+static int lkl_netdev_deliver(void *ctx, const void *vnet_hdr,
+			      const void *packet, unsigned int len)
 {
-	struct sk_buff *skb;
-
-	skb = alloc_skb(NET_SKB_PAD + NET_IP_ALIGN + len, GFP_ATOMIC | __GFP_NOWARN);
-	if (!skb)
-		return NULL;
-	skb_reserve(skb, NET_SKB_PAD + NET_IP_ALIGN);
-	skb->dev = dev;
-	return skb;
-}
-
-/* Returns false when the host has nothing more for us now. */
-static bool lkl_netdev_rx_one(struct net_device *dev,
-			      struct lkl_netdev_priv *priv)
-{
-	unsigned int buf_len = priv->nd->mtu;
+	struct lkl_netdev_priv *priv = ctx;
+	struct net_device *dev = priv->napi.dev;
 	struct virtio_net_hdr hdr;
-	struct lkl_iovec iov[2];
 	struct sk_buff *skb;
-	int len;
 
-	skb = lkl_rx_alloc(dev, buf_len);
+	memcpy(&hdr, vnet_hdr, sizeof(hdr));
+	if (!len || len > LKL_RX_MAX) {
+		dev->stats.rx_length_errors++;
+		return 0;
+	}
+	skb = alloc_skb(NET_SKB_PAD + NET_IP_ALIGN + len,
+			GFP_ATOMIC | __GFP_NOWARN);
 	if (!skb) {
 		dev->stats.rx_dropped++;
 		priv->starved = true;
-		return false;
+		return -ENOMEM;
 	}
-
-	iov[0].iov_base = &hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = skb->data;
-	iov[1].iov_len = buf_len;
-	len = priv->nd->ops->rx(priv->nd, iov, 2);
-	if (len < 0) {
-		if (len != -EAGAIN)
-			dev->stats.rx_errors++;
-		kfree_skb(skb);
-		return false;
+	skb_reserve(skb, NET_SKB_PAD + NET_IP_ALIGN);
+	skb->dev = dev;
+	if (hdr.flags & (VIRTIO_NET_HDR_F_NEEDS_CSUM |
+			 VIRTIO_NET_HDR_F_DATA_VALID)) {
+		skb_put_data(skb, packet, len);
+	} else {
+		skb->csum = csum_partial_copy_nocheck(packet, skb_put(skb, len),
+						      len);
+		skb->ip_summed = CHECKSUM_COMPLETE;
 	}
-	if (len > buf_len && len <= LKL_RX_MAX) {
-		/*
-		 * Bigger than the MTU: the host coalesced segments (GRO, or a
-		 * peer's TSO on veth). The host kept it; take it into an skb
-		 * of its size.
-		 */
-		kfree_skb(skb);
-		buf_len = len;
-		skb = lkl_rx_alloc(dev, buf_len);
-		iov[1].iov_base = skb ? skb->data : NULL;
-		iov[1].iov_len = skb ? buf_len : 0;
-		len = priv->nd->ops->rx(priv->nd, iov, 2);
-		if (!skb) {
-			dev->stats.rx_dropped++;
-			return true;
-		}
-	}
-	if (len < 0 || len > buf_len || len == 0) {
-		dev->stats.rx_length_errors++;
-		goto drop;
-	}
-	skb_put(skb, len);
 
 	switch (skb->data[0] >> 4) {
 	case 4:
@@ -175,21 +190,24 @@ static bool lkl_netdev_rx_one(struct net_device *dev,
 	dev->stats.rx_packets++;
 	dev->stats.rx_bytes += len;
 	napi_gro_receive(&priv->napi, skb);
-	return true;
+	return 0;
 drop:
 	kfree_skb(skb);
-	return true;
+	return 0;
 }
 
 static int lkl_netdev_poll(struct napi_struct *napi, int budget)
 {
 	struct lkl_netdev_priv *priv = container_of(napi, typeof(*priv), napi);
 	struct net_device *dev = napi->dev;
-	int done = 0;
+	int done;
 
 	priv->starved = false;
-	while (done < budget && lkl_netdev_rx_one(dev, priv))
-		done++;
+	done = priv->nd->ops->rx(priv->nd, budget, lkl_netdev_deliver, priv);
+	if (done < 0) {
+		dev->stats.rx_errors++;
+		done = 0;
+	}
 
 	if (done < budget && napi_complete_done(napi, done)) {
 		/*

@@ -89,6 +89,15 @@ struct lkl_host_ops {
 	 * be copied (0 on success), and the kernel reports EFAULT.
 	 */
 	unsigned long (*copy_user)(void *dst, const void *src, unsigned long n);
+
+	/*
+	 * The host's memcpy, memmove and memset, tuned for the machine: the
+	 * kernel's portable ones go a byte at a time, and copying packets is
+	 * much of what the network stack does.
+	 */
+	void *(*memcpy)(void *dst, const void *src, unsigned long n);
+	void *(*memmove)(void *dst, const void *src, unsigned long n);
+	void *(*memset)(void *s, int c, unsigned long n);
 };
 
 /* The layout of struct iovec on the host. */
@@ -99,6 +108,9 @@ struct lkl_iovec {
 
 struct lkl_netdev;
 
+typedef int (*lkl_netdev_deliver_t)(void *ctx, const void *vnet_hdr,
+				    const void *packet, unsigned int len);
+
 /*
  * A network device backed by the host (e.g. a packet socket). The kernel
  * sees an L3 point-to-point interface without link-layer header or ARP:
@@ -107,25 +119,30 @@ struct lkl_netdev;
  */
 struct lkl_netdev_ops {
 	/*
-	 * Send one packet: iov[0] is the virtio_net_hdr, iov[1..cnt] the
-	 * packet's pieces in order (the IP header starts iov[1]). With
-	 * LKL_NETDEV_TSO the packet may be a TCP GSO packet of up to 64 KiB
-	 * and its checksum may be left partial, as the header says.
-	 * Called with the CPU held; must not block for long. Returns 0 or a
-	 * negative errno (the packet is then counted as dropped).
+	 * Send n packets. Packet i is the next cnt[i] iovecs of iov: its
+	 * virtio_net_hdr, then its pieces in order (the IP header starts the
+	 * first). With LKL_NETDEV_TSO a packet may be a TCP GSO packet of up
+	 * to 64 KiB and its checksum may be left partial, as its header says.
+	 * Called with the CPU held; must not block for long. Returns how many
+	 * of the packets the host took (the others count as dropped).
 	 */
-	int (*tx)(struct lkl_netdev *nd, const struct lkl_iovec *iov, int cnt);
+	int (*tx)(struct lkl_netdev *nd, const struct lkl_iovec *iov,
+		  const int *cnt, int n);
 	/*
-	 * Receive one packet without blocking: the packet into iov[1] and
-	 * its virtio_net_hdr into iov[0]. Returns the packet's length,
-	 * -EAGAIN when no packet is waiting, or another negative errno. A
-	 * packet longer than iov[1].iov_len (up to 65535 bytes, coalesced by
-	 * the host) is kept and its length returned; the next call, with
-	 * room for it, gets it (or drops it if there is still no room).
+	 * Hand waiting packets to the kernel without blocking, at most budget
+	 * of them, each with one call of deliver: vnet_hdr points to its
+	 * virtio_net_hdr, packet to its len bytes (the IP header first, up to
+	 * 65535 bytes). Both need only stay valid during the call, which
+	 * copies them. deliver returns 0 when the packet was taken (also when
+	 * the kernel dropped it as malformed) and -ENOMEM when the kernel has
+	 * no memory for it now: rx then stops and keeps that packet for a
+	 * later call. Returns the number of packets taken, or a negative
+	 * errno when the host failed.
 	 */
-	int (*rx)(struct lkl_netdev *nd, struct lkl_iovec *iov, int cnt);
+	int (*rx)(struct lkl_netdev *nd, int budget, lkl_netdev_deliver_t deliver,
+		  void *ctx);
 	/*
-	 * rx returned -EAGAIN and the kernel stopped polling: raise irq
+	 * rx found nothing more and the kernel stopped polling: raise irq
 	 * (lkl_trigger_irq) once a packet is waiting. Devices start armed.
 	 */
 	void (*rx_arm)(struct lkl_netdev *nd);
