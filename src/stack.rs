@@ -202,6 +202,7 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
         next_hop: net.gateway,
         admit: ownership::admit(shared, &tcp, &udp),
         offload: net.offload,
+        rx_ring: true,
     };
     let backend = match net.fd {
         Some(fd) => PacketBackend::adopt(fd, &packet),

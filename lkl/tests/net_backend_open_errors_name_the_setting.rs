@@ -13,6 +13,7 @@ fn config(ifname: &str) -> PacketConfig {
         next_hop: None,
         admit: Default::default(),
         offload: true,
+        rx_ring: true,
     }
 }
 

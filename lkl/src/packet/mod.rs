@@ -97,6 +97,9 @@ pub struct PacketConfig {
     /// Hand TCP GSO packets and partial checksums to the host (PACKET_VNET_HDR) where the
     /// interface allows it (no link-layer header): one send per 64 KiB instead of per MTU.
     pub offload: bool,
+    /// Receive through a ring shared with the host kernel where it gives one, else with one
+    /// recvmsg per packet.
+    pub rx_ring: bool,
 }
 
 /// Why the backend could not open; displayed as one line naming the variable.
@@ -461,19 +464,24 @@ impl PacketBackend {
             && unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_VNET_HDR, &one) }.is_ok();
         set_rcvbuf(&sock).map_err(host("SO_RCVBUF"))?;
         // Before bind: packets come to the ring from the first.
-        let ring = match RxRing::set_up(&sock, mtu) {
-            Ok(ring) => {
-                log::debug!(
-                    "packet backend: receiving through a ring of {} frames",
-                    ring.frames()
-                );
-                Some(ring)
+        let ring = if cfg.rx_ring {
+            match RxRing::set_up(&sock, mtu) {
+                Ok(ring) => Some(ring),
+                Err(e) => {
+                    log::debug!("packet backend: the host refused a receive ring ({e})");
+                    None
+                }
             }
-            Err(e) => {
-                log::debug!("packet backend: the host refused a receive ring ({e}); using recvmsg");
-                None
-            }
+        } else {
+            None
         };
+        match &ring {
+            Some(ring) => log::debug!(
+                "packet backend: receiving through a ring of {} frames",
+                ring.frames()
+            ),
+            None => log::debug!("packet backend: receiving with recvmsg"),
+        }
         // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -517,6 +525,11 @@ impl PacketBackend {
     /// address it shares with the host). The new filter replaces the old one atomically.
     pub fn admit(&self, admit: &Admit) -> io::Result<()> {
         attach_filter(&self.sock, &filter::program(self.ipv4, self.ipv6, admit))
+    }
+
+    /// Whether packets arrive through the shared ring (else by recvmsg).
+    pub fn rx_ring(&self) -> bool {
+        self.receiver.lock().ring.is_some()
     }
 
     /// The host interface's MTU: the size of LKL's device.

@@ -31,6 +31,17 @@ pub struct Attached {
 /// default routes through the device, no gateway). `next_hop` is looked up in the
 /// container's ARP table on an Ethernet interface.
 pub fn attach(k: &Kernel, topo: &dyn Topology, next_hop: Option<Ipv4Addr>) -> Attached {
+    attach_with_rx(k, topo, next_hop, true)
+}
+
+/// [`attach`], receiving through the ring shared with the host when `rx_ring` (the host
+/// must give one: checked), else with recvmsg.
+pub fn attach_with_rx(
+    k: &Kernel,
+    topo: &dyn Topology,
+    next_hop: Option<Ipv4Addr>,
+    rx_ring: bool,
+) -> Attached {
     let addrs = topo.addrs().clone();
     let cfg = PacketConfig {
         ifname: topo.container_if().to_string(),
@@ -39,12 +50,14 @@ pub fn attach(k: &Kernel, topo: &dyn Topology, next_hop: Option<Ipv4Addr>) -> At
         next_hop,
         admit: Default::default(),
         offload: true,
+        rx_ring,
     };
     let backend = topo
         .container_ns()
         .in_thread(|| PacketBackend::open(&cfg))
         .expect("enter the container namespace")
         .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(backend.rx_ring(), rx_ring, "receiving through a ring");
     let dev = k
         .netdev_add(None, backend.mtu(), Arc::clone(&backend))
         .expect("lkl_netdev_add");
