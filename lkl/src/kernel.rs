@@ -112,7 +112,7 @@ impl Kernel {
             });
         }
         let kernel = Kernel { _private: () };
-        if let Err(e) = kernel.prepare() {
+        if let Err(e) = kernel.prepare(options.mem_mib) {
             // Best effort: the setup error is the one worth reporting.
             let _ = kernel.halt();
             return Err(e);
@@ -120,7 +120,7 @@ impl Kernel {
         Ok(kernel)
     }
 
-    fn prepare(&self) -> Result<(), Error> {
+    fn prepare(&self, mem_mib: u32) -> Result<(), Error> {
         let setup = |step| move |errno| Error::Setup { step, errno };
         match self.mkdir("/proc", 0o555) {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -128,7 +128,31 @@ impl Kernel {
         }
         self.mount("proc", "/proc", "proc", 0, None)
             .map_err(setup("mounting /proc"))?;
+        self.reserve_memory_for_receiving(mem_mib)
+            .map_err(setup("setting the memory reserve"))?;
         self.interface_up("lo").map_err(setup("bringing up lo"))
+    }
+
+    /// Keeps an eighth of the kernel's memory (`vm.min_free_kbytes`) for atomic allocations,
+    /// received packets above all, and turns watermark boosting off.
+    ///
+    /// Only received packets (the ACKs and resets that free send queues) can give TCP's
+    /// memory back, and they are allocated atomically, below the min watermark where a
+    /// program's calls must stop (skb data down to half of it). TCP lets every socket queue
+    /// about one segment-size goal (up to 64 KiB) beyond its hard limit `tcp_mem`, and keeps
+    /// one received packet on each socket whose receive queue is empty: 600 connections
+    /// whose peers do not read hold 20 of 32 MiB in send queues. With Linux's reserve for
+    /// 32 MiB (sqrt(16 * 32768) = 724 KiB) the receive path used it all up on such sockets,
+    /// and then no packet at all could be received again, so the memory never came back.
+    /// That flood leaves about 3 MiB of this 4 MiB reserve free.
+    ///
+    /// A boost raises the watermarks by a pageblock (4 MiB) after a fragmenting allocation,
+    /// for kswapd to reclaim and compact; this kernel has nothing to reclaim, so a boost only
+    /// withholds memory from programs, at random.
+    fn reserve_memory_for_receiving(&self, mem_mib: u32) -> Result<(), Errno> {
+        let reserve_kib = u64::from(mem_mib) * 1024 / 8;
+        self.sysctl_write("vm.min_free_kbytes", &reserve_kib.to_string())?;
+        self.sysctl_write("vm.watermark_boost_factor", "0")
     }
 
     /// Shuts the kernel down and waits until every thread it started has ended.
