@@ -14,9 +14,8 @@ use std::io;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::sys;
+use super::{sys, SOL_PACKET};
 
-const SOL_PACKET: c_int = 263;
 const PACKET_RX_RING: c_int = 5;
 const PACKET_COPY_THRESH: c_int = 7;
 const PACKET_VERSION: c_int = 10;
