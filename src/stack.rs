@@ -151,6 +151,23 @@ pub fn ownership() -> &'static Ownership {
 
 fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
     let started = std::time::Instant::now();
+    let net = &cfg.net;
+    let policy = &cfg.policy;
+    let shared = ownership::is_shared(net.ip, net.ipv6);
+    let (tcp, udp) = ownership::initial_ports(policy);
+    // Opened while the kernel boots: the host makes the socket's setup wait.
+    let opening = PacketBackend::open_in_background(
+        PacketConfig {
+            ifname: net.host_if.clone(),
+            ipv4: net.ip,
+            ipv6: net.ipv6,
+            next_hop: net.gateway,
+            admit: ownership::admit(shared, &tcp, &udp),
+            offload: net.offload,
+            rx_ring: true,
+        },
+        net.fd,
+    );
     let kernel = Kernel::boot(BootOptions {
         mem_mib: cfg.mem_mib,
         cmdline_extra: cfg.boot_cmdline.clone(),
@@ -186,29 +203,12 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
         )
     }
     .map_err(|e| format!("cannot raise the kernel's fd limit: {e}"))?;
-    let net = &cfg.net;
-    let policy = &cfg.policy;
     // LKL's own clients take ports the host's do not (its ip_local_port_range).
     let (lo, hi) = policy.client_ports;
     kernel
         .sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
         .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
-    let shared = ownership::is_shared(net.ip, net.ipv6);
-    let (tcp, udp) = ownership::initial_ports(policy);
-    let packet = PacketConfig {
-        ifname: net.host_if.clone(),
-        ipv4: net.ip,
-        ipv6: net.ipv6,
-        next_hop: net.gateway,
-        admit: ownership::admit(shared, &tcp, &udp),
-        offload: net.offload,
-        rx_ring: true,
-    };
-    let backend = match net.fd {
-        Some(fd) => PacketBackend::adopt(fd, &packet),
-        None => PacketBackend::open(&packet),
-    }
-    .map_err(|e| e.to_string())?;
+    let backend = opening.wait().map_err(|e| e.to_string())?;
     let mtu = net.mtu.unwrap_or_else(|| backend.mtu());
     let dev = kernel
         .netdev_add(None, mtu, Arc::clone(&backend))

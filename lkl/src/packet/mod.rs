@@ -226,6 +226,37 @@ fn u64_to_mac(v: u64) -> Option<[u8; 6]> {
     })
 }
 
+/// A backend being opened (see [`PacketBackend::open_in_background`]).
+pub struct Opening {
+    ifname: String,
+    how: OpeningHow,
+}
+
+type OpenFn = Box<dyn FnOnce() -> Result<Arc<PacketBackend>, OpenError> + Send>;
+
+enum OpeningHow {
+    Thread(JoinHandle<Result<Arc<PacketBackend>, OpenError>>),
+    /// No thread could be had: opened in wait().
+    Later(OpenFn),
+}
+
+impl Opening {
+    /// The opened backend, or why it could not open.
+    pub fn wait(self) -> Result<Arc<PacketBackend>, OpenError> {
+        match self.how {
+            OpeningHow::Thread(thread) => thread.join().unwrap_or_else(|_| {
+                // The panic hook has reported the panic itself.
+                Err(OpenError::Host {
+                    ifname: self.ifname,
+                    step: "opening the packet socket",
+                    error: io::Error::from_raw_os_error(libc::EIO),
+                })
+            }),
+            OpeningHow::Later(open) => open(),
+        }
+    }
+}
+
 /// An open packet socket serving as LKL's device.
 pub struct PacketBackend {
     sock: sys::Fd,
@@ -299,18 +330,22 @@ fn new_socket(ifname: &str) -> Result<sys::Fd, OpenError> {
             }
         })
     };
-    let sock = open(libc::SOCK_DGRAM, "socket(AF_PACKET, SOCK_DGRAM)")?;
     // Ethernet and interfaces without a link-layer header get SOCK_RAW, which can carry
-    // offloads (set_up decides); an unknown interface is reported by set_up.
+    // offloads (set_up decides); an unknown interface is reported by set_up. The interface's
+    // type is asked through a unix socket: closing a packet socket waits for an RCU grace
+    // period of the host's (~8 ms).
     let mut ifr = ifreq(ifname);
-    // SAFETY: SIOCGIFHWADDR writes the hwaddr member of an ifreq.
-    let raw = unsafe { sys::ioctl(&sock, libc::SIOCGIFHWADDR as _, &mut ifr) }.is_ok()
+    let raw = sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+        // SAFETY: SIOCGIFHWADDR writes the hwaddr member of an ifreq.
+        .and_then(|probe| unsafe { sys::ioctl(&probe, libc::SIOCGIFHWADDR as _, &mut ifr) })
+        .is_ok()
         // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
         && raw_capable(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family });
     if raw {
-        return open(libc::SOCK_RAW, "socket(AF_PACKET, SOCK_RAW)");
+        open(libc::SOCK_RAW, "socket(AF_PACKET, SOCK_RAW)")
+    } else {
+        open(libc::SOCK_DGRAM, "socket(AF_PACKET, SOCK_DGRAM)")
     }
-    Ok(sock)
 }
 
 /// Packets that arrive while the kernel is busy wait in the socket; the default buffer
@@ -388,6 +423,22 @@ impl PacketBackend {
     /// privileges this process may lack, and sets it up as [`open`](Self::open) would.
     pub fn adopt(fd: c_int, cfg: &PacketConfig) -> Result<Arc<PacketBackend>, OpenError> {
         Self::set_up(inherited(fd)?, cfg)
+    }
+
+    /// [`open`](Self::open) or, with `fd`, [`adopt`](Self::adopt) on a thread of its own,
+    /// for the caller to boot the kernel meanwhile: setting the socket up mostly waits for
+    /// the host kernel (an RCU grace period for the ring).
+    pub fn open_in_background(cfg: PacketConfig, fd: Option<c_int>) -> Opening {
+        let ifname = cfg.ifname.clone();
+        let open = move || match fd {
+            Some(fd) => Self::adopt(fd, &cfg),
+            None => Self::open(&cfg),
+        };
+        let how = match crate::host_ops::spawn_library_thread("lkl-packet-open", open.clone()) {
+            Ok(thread) => OpeningHow::Thread(thread),
+            Err(_) => OpeningHow::Later(Box::new(open)),
+        };
+        Opening { ifname, how }
     }
 
     fn set_up(sock: sys::Fd, cfg: &PacketConfig) -> Result<Arc<PacketBackend>, OpenError> {
