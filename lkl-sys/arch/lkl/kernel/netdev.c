@@ -8,10 +8,11 @@
  * neighbour discovery ever leaves the kernel through it.
  *
  * tx hands packets to the host synchronously, as iovecs over the skbs'
- * data and fragments, a batch at a time when the stack has several. rx is NAPI: the host raises the device's irq when
- * packets wait, the poll function has the host deliver a budget of them
- * (from a ring it shares with its own kernel, say), copies each into an
- * skb and re-arms the host when drained.
+ * data and fragments, a batch at a time when the stack has several. rx is
+ * NAPI: the host raises the device's irq when packets wait, the poll
+ * function has the host deliver a budget of them (from a ring it shares
+ * with its own kernel, say), copies each into an skb and re-arms the host
+ * when drained.
  */
 #include <linux/if_arp.h>
 #include <linux/interrupt.h>
