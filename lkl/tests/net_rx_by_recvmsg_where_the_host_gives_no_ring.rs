@@ -11,7 +11,11 @@ use lkl_rig::VenetTopology;
 fn tcp_64mib_both_ways_over_venet_without_a_ring() {
     let k = common::kernel();
     let topo = VenetTopology::builder().build().unwrap();
-    let lkl = net::attach_with_rx(k, &topo, None, false);
+    let opts = net::Options {
+        rx_ring: false,
+        ..Default::default()
+    };
+    let lkl = net::attach_with(k, &topo, None, opts);
     net::tcp_64mib_both_ways(k, &topo, &lkl);
     lkl.backend.stop_rx();
 }

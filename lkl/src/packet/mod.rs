@@ -170,6 +170,8 @@ pub struct PacketStats {
     pub rx_packets: u64,
     /// Packets longer than LKL's buffer (LKL drops them).
     pub rx_truncated: u64,
+    /// Packets too big for a frame of the ring, read from the socket's queue.
+    pub rx_copied: u64,
     /// Packets sent to the host.
     pub tx_packets: u64,
     /// Packets dropped because no next-hop MAC is known yet (Ethernet interfaces).
@@ -185,6 +187,7 @@ pub struct PacketStats {
 struct Counters {
     rx_packets: AtomicU64,
     rx_truncated: AtomicU64,
+    rx_copied: AtomicU64,
     tx_packets: AtomicU64,
     tx_no_next_hop: AtomicU64,
     tx_retried: AtomicU64,
@@ -598,6 +601,7 @@ impl PacketBackend {
         PacketStats {
             rx_packets: c.rx_packets.load(Ordering::Relaxed),
             rx_truncated: c.rx_truncated.load(Ordering::Relaxed),
+            rx_copied: c.rx_copied.load(Ordering::Relaxed),
             tx_packets: c.tx_packets.load(Ordering::Relaxed),
             tx_no_next_hop: c.tx_no_next_hop.load(Ordering::Relaxed),
             tx_retried: c.tx_retried.load(Ordering::Relaxed),
@@ -908,8 +912,11 @@ impl NetBackend for PacketBackend {
                 match self.pending_or_recv(buf, pending)? {
                     Some((len, hdr)) => {
                         let d = deliver(&hdr, &buf[..len]);
-                        if d == Delivery::NoMemory {
-                            *pending = Some((len, hdr));
+                        match d {
+                            Delivery::NoMemory => *pending = Some((len, hdr)),
+                            Delivery::Taken => {
+                                self.counters.rx_copied.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         Some(d)
                     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lkl::consts::{AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_STREAM};
-use lkl::netdev::NetDev;
+use lkl::netdev::{NetBackend, NetDev};
 use lkl::packet::{PacketBackend, PacketConfig};
 use lkl::sys::{SOL_SOCKET, SO_RCVTIMEO};
 use lkl::{Fd, InterfaceConfig, Ipv4Net, Ipv6Net, Kernel};
@@ -31,16 +31,34 @@ pub struct Attached {
 /// default routes through the device, no gateway). `next_hop` is looked up in the
 /// container's ARP table on an Ethernet interface.
 pub fn attach(k: &Kernel, topo: &dyn Topology, next_hop: Option<Ipv4Addr>) -> Attached {
-    attach_with_rx(k, topo, next_hop, true)
+    attach_with(k, topo, next_hop, Options::default())
 }
 
-/// [`attach`], receiving through the ring shared with the host when `rx_ring` (the host
-/// must give one: checked), else with recvmsg.
-pub fn attach_with_rx(
+/// How the backend is opened; the defaults are the library's.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// Receive through the ring shared with the host (the host must give one: checked),
+    /// else with recvmsg.
+    pub rx_ring: bool,
+    /// Offloads to the host (PACKET_VNET_HDR; the rig's interfaces take them: checked).
+    pub offload: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rx_ring: true,
+            offload: true,
+        }
+    }
+}
+
+/// [`attach`] with the backend opened as `opts` say.
+pub fn attach_with(
     k: &Kernel,
     topo: &dyn Topology,
     next_hop: Option<Ipv4Addr>,
-    rx_ring: bool,
+    opts: Options,
 ) -> Attached {
     let addrs = topo.addrs().clone();
     let cfg = PacketConfig {
@@ -49,15 +67,16 @@ pub fn attach_with_rx(
         ipv6: Some(addrs.lkl_v6),
         next_hop,
         admit: Default::default(),
-        offload: true,
-        rx_ring,
+        offload: opts.offload,
+        rx_ring: opts.rx_ring,
     };
     let backend = topo
         .container_ns()
         .in_thread(|| PacketBackend::open(&cfg))
         .expect("enter the container namespace")
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(backend.rx_ring(), rx_ring, "receiving through a ring");
+    assert_eq!(backend.rx_ring(), opts.rx_ring, "receiving through a ring");
+    assert_eq!(backend.tso(), opts.offload, "offloads to the host");
     let dev = k
         .netdev_add(None, backend.mtu(), Arc::clone(&backend))
         .expect("lkl_netdev_add");
@@ -89,9 +108,14 @@ pub fn attach_with_rx(
 /// anything. The peer's TCP hands veth super-packets of up to 64 KiB (TSO), which reach the
 /// container's packet socket unsegmented: the backend passes them to LKL whole.
 pub fn attach_veth(k: &Kernel, topo: &VethTopology) -> Attached {
+    attach_veth_with(k, topo, Options::default())
+}
+
+/// [`attach_veth`] with the backend opened as `opts` say.
+pub fn attach_veth_with(k: &Kernel, topo: &VethTopology, opts: Options) -> Attached {
     let peer_v4 = topo.addrs().peer_v4;
     rig::ping(topo.container_ns(), peer_v4.into(), 1).unwrap();
-    let lkl = attach(k, topo, Some(peer_v4));
+    let lkl = attach_with(k, topo, Some(peer_v4), opts);
     assert_eq!(lkl.backend.next_hop_mac(), Some(topo.peer_mac()));
     lkl
 }
