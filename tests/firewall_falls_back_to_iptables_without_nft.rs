@@ -16,7 +16,7 @@ use apps::{write_random_file, Scratch};
 use common::{command_in, http_server_argv, venet};
 use lkl_rig::{Topology, VenetTopology};
 use shared_ip::{
-    host_tcp_out_rsts, http_get_expect, iptables_lklh_lines, lklhijack_tables, shared_ip_env,
+    fetch_from_peer, host_tcp_out_rsts, iptables_lklh_lines, lklhijack_tables, shared_ip_env,
     wait_until, LoggedServer,
 };
 
@@ -81,18 +81,7 @@ fn check_running(topo: &VenetTopology, server: &LoggedServer, blob: &[u8]) {
 
     let addr = SocketAddr::new(topo.addrs().host_v4.into(), PORT);
     let rsts_before = host_tcp_out_rsts(ns);
-    let failures: Vec<String> = topo
-        .peer_ns()
-        .in_thread(|| {
-            (0..20)
-                .filter_map(|i| {
-                    http_get_expect(addr, "/blob.bin", blob)
-                        .err()
-                        .map(|e| format!("#{i}: {e}"))
-                })
-                .collect()
-        })
-        .unwrap();
+    let failures = fetch_from_peer(topo, addr, "/blob.bin", blob, 20);
     assert!(
         failures.is_empty(),
         "through the iptables rules:\n{}",

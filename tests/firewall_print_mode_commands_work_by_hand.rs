@@ -15,9 +15,9 @@ use apps::{write_random_file, Scratch};
 use common::{check_output, http_server_command, venet};
 use lkl_rig::{Topology, VenetTopology};
 use shared_ip::{
-    firewall_commands, host_tcp_out_rsts, http_get_expect, iptables_lklh_lines, lklhijack_tables,
-    mentions_port, nft_table_listing, set_env, shared_ip_env, table_name, wait_until, LoggedServer,
-    TableGuard,
+    fetch_from_peer, firewall_commands, host_tcp_out_rsts, http_get_expect, iptables_lklh_lines,
+    lklhijack_tables, mentions_port, nft_table_listing, set_env, shared_ip_env, table_name,
+    wait_until, LoggedServer, TableGuard,
 };
 
 const PORT: u16 = 8000;
@@ -116,18 +116,7 @@ fn printed_commands_applied_by_hand_let_the_peer_reach_lkl_on_the_shared_address
     let by_hand = nft_table_listing(ns, &table)
         .unwrap_or_else(|| panic!("the printed commands made no table {table}: {commands:#?}"));
 
-    let failures: Vec<String> = topo
-        .peer_ns()
-        .in_thread(|| {
-            (0..20)
-                .filter_map(|i| {
-                    http_get_expect(lkl, "/blob.bin", &blob)
-                        .err()
-                        .map(|e| format!("#{i}: {e}"))
-                })
-                .collect()
-        })
-        .unwrap();
+    let failures = fetch_from_peer(&topo, lkl, "/blob.bin", &blob, 20);
     assert!(
         failures.is_empty(),
         "with the printed rules applied:\n{}\ncommands: {commands:#?}",

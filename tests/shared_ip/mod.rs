@@ -327,6 +327,28 @@ pub fn http_get_expect(addr: SocketAddr, path: &str, expected: &[u8]) -> Result<
     }
 }
 
+/// From the peer's namespace, `http_get_expect` of `path` at `addr` `times` times; the
+/// failures, numbered.
+pub fn fetch_from_peer(
+    topo: &dyn Topology,
+    addr: SocketAddr,
+    path: &str,
+    expected: &[u8],
+    times: usize,
+) -> Vec<String> {
+    topo.peer_ns()
+        .in_thread(|| {
+            (0..times)
+                .filter_map(|i| {
+                    http_get_expect(addr, path, expected)
+                        .err()
+                        .map(|e| format!("#{i}: {e}"))
+                })
+                .collect()
+        })
+        .expect("enter the peer namespace")
+}
+
 /// The lines `lkl-hijack: firewall: <command>` of a stderr text, as commands.
 pub fn firewall_commands(stderr: &str) -> Vec<String> {
     stderr
