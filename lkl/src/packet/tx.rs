@@ -88,9 +88,6 @@ impl PacketBackend {
             }
         }
         let sent = self.send_ready(&mut s.msgs[..ready]);
-        for copy in &mut s.copy[..ready] {
-            copy.clear();
-        }
         self.counters
             .tx_packets
             .fetch_add(sent as u64, Ordering::Relaxed);
@@ -99,6 +96,8 @@ impl PacketBackend {
 
     /// Fills slot `i` of `s` with `packet`'s address, headers, iovecs and message.
     fn prepare(&self, packet: &TxPacket<'_>, s: &mut TxScratch, i: usize) -> Result<(), Errno> {
+        // A copy left in the slot (by a packet that failed here) would be sent instead.
+        s.copy[i].clear();
         let vnet_hdr = packet.vnet_hdr;
         if vnet_hdr.len() < VNET_HDR_LEN || packet.piece_count() > MAX_PIECES {
             return Err(Errno::EINVAL);
@@ -145,7 +144,6 @@ impl PacketBackend {
             let start = usize::from(u16::from_le_bytes([hdr[6], hdr[7]]));
             let offset = usize::from(u16::from_le_bytes([hdr[8], hdr[9]]));
             let copy = &mut s.copy[i];
-            copy.clear();
             packet.pieces().for_each(|p| copy.extend_from_slice(p));
             complete_checksum(copy, start, offset).ok_or(Errno::EINVAL)?;
         }
