@@ -306,13 +306,13 @@ fn attach_filter(sock: &sys::Fd, prog: &[libc::sock_filter]) -> io::Result<()> {
     unsafe { sys::setsockopt(sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog) }
 }
 
-/// A new packet socket, on no interface yet. Protocol 0: nothing is queued before the
-/// filter is attached and the socket bound.
 /// Interface types whose SOCK_RAW layout the backend knows (see ETH_HLEN).
 fn raw_capable(hw_type: u16) -> bool {
     matches!(hw_type, ARPHRD_NONE | ARPHRD_VOID | ARPHRD_ETHER)
 }
 
+/// A new packet socket, on no interface yet. Protocol 0: nothing is queued before the
+/// filter is attached and the socket bound.
 fn new_socket(ifname: &str) -> Result<sys::Fd, OpenError> {
     if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains(['\0', '/']) {
         return Err(OpenError::NoSuchInterface {
@@ -731,17 +731,26 @@ fn partial_csum_location(packet: &[u8]) -> Option<(u16, u16)> {
 }
 
 impl PacketBackend {
-    /// The packet kept in `buf` for lack of kernel memory, else the next one from the
-    /// socket's receive queue; None when none waits.
-    fn pending_or_recv(
+    /// Hands the kernel the packet kept in `buf` for lack of kernel memory, else the next one
+    /// from the socket's receive queue, and keeps it again if the kernel still has none;
+    /// None when no packet waits.
+    fn deliver_from_queue(
         &self,
         buf: &mut [u8],
         pending: &mut Option<(usize, [u8; VNET_HDR_LEN])>,
-    ) -> Result<Option<(usize, [u8; VNET_HDR_LEN])>, Errno> {
-        match pending.take() {
-            Some(p) => Ok(Some(p)),
-            None => self.recv(buf),
+        deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
+    ) -> Result<Option<Delivery>, Errno> {
+        let Some((len, hdr)) = (match pending.take() {
+            Some(kept) => Some(kept),
+            None => self.recv(buf)?,
+        }) else {
+            return Ok(None);
+        };
+        let delivery = deliver(&hdr, &buf[..len]);
+        if delivery == Delivery::NoMemory {
+            *pending = Some((len, hdr));
         }
+        Ok(Some(delivery))
     }
 
     /// Receives the next packet from the socket's queue into `buf` with recvmsg; returns its
@@ -894,14 +903,10 @@ impl NetBackend for PacketBackend {
         let mut taken = 0;
         while taken < budget {
             let Some(ring) = ring.as_mut() else {
-                let Some((len, hdr)) = self.pending_or_recv(buf, pending)? else {
-                    break;
-                };
-                if deliver(&hdr, &buf[..len]) == Delivery::NoMemory {
-                    *pending = Some((len, hdr));
-                    break;
+                match self.deliver_from_queue(buf, pending, deliver)? {
+                    Some(Delivery::Taken) => taken += 1,
+                    Some(Delivery::NoMemory) | None => break,
                 }
-                taken += 1;
                 continue;
             };
             let Some(frame) = ring.peek() else {
@@ -909,19 +914,11 @@ impl NetBackend for PacketBackend {
             };
             let delivered = if frame.status & TP_STATUS_COPY != 0 {
                 // Too big for the frame: the whole packet waits in the receive queue.
-                match self.pending_or_recv(buf, pending)? {
-                    Some((len, hdr)) => {
-                        let d = deliver(&hdr, &buf[..len]);
-                        match d {
-                            Delivery::NoMemory => *pending = Some((len, hdr)),
-                            Delivery::Taken => {
-                                self.counters.rx_copied.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Some(d)
-                    }
-                    None => None,
+                let delivered = self.deliver_from_queue(buf, pending, deliver)?;
+                if delivered == Some(Delivery::Taken) {
+                    self.counters.rx_copied.fetch_add(1, Ordering::Relaxed);
                 }
+                delivered
             } else if let Some(packet) = frame.packet() {
                 self.learn_next_hop(&frame.sll());
                 let host_hdr = if self.vnet { frame.vnet_hdr() } else { None };
