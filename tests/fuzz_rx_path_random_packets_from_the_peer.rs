@@ -15,8 +15,6 @@ mod common;
 mod reliability;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::venet;
@@ -65,14 +63,7 @@ fn random_and_mutated_packets_neither_crash_nor_wedge_lkl() {
         &[],
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = Arc::clone(&stop);
-    let alongside = topo
-        .peer_ns()
-        .spawn_thread(move || {
-            echo_transfer(addr4, u64::MAX, 0xf, Some(stop2), Duration::from_secs(90))
-        })
-        .unwrap();
+    let alongside = Alongside::start(&topo, addr4, 0xf, Duration::from_secs(90));
 
     let count: u64 = if soak() { 5_000_000 } else { 150_000 };
     let o = a.lkl_v4.octets();
@@ -186,10 +177,8 @@ fn random_and_mutated_packets_neither_crash_nor_wedge_lkl() {
     );
     assert!(dropped * 100 <= sent, "tun0 dropped {dropped} of {sent}");
     assert_alive(&mut server, "under the fuzz packets");
-    stop.store(true, Ordering::Relaxed);
     let t = alongside
-        .join()
-        .unwrap()
+        .finish()
         .unwrap_or_else(|e| panic!("the transfer alongside failed: {e}"));
     eprintln!(
         "transfer alongside: {} bytes verified in {:.1?}",

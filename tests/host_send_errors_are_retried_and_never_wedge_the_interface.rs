@@ -10,8 +10,6 @@
 mod common;
 mod reliability;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::lkl_v4;
@@ -29,14 +27,7 @@ fn a_full_host_queue_slows_a_transfer_but_it_completes_and_the_interface_keeps_w
         .unwrap();
     let addr = lkl_v4(&topo, 7);
     let mut server = start_echo(&topo, addr, &[("RUST_LOG", "lkl::packet=debug")]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = Arc::clone(&stop);
-    let t = topo
-        .peer_ns()
-        .spawn_thread(move || {
-            echo_transfer(addr, u64::MAX, 21, Some(stop2), Duration::from_secs(60))
-        })
-        .unwrap();
+    let alongside = Alongside::start(&topo, addr, 21, Duration::from_secs(60));
     let forwarder = topo.forwarder_pid() as i32;
     for _ in 0..8 {
         std::thread::sleep(Duration::from_millis(300));
@@ -46,8 +37,7 @@ fn a_full_host_queue_slows_a_transfer_but_it_completes_and_the_interface_keeps_w
         // SAFETY: as above.
         unsafe { libc::kill(forwarder, libc::SIGCONT) };
     }
-    stop.store(true, Ordering::Relaxed);
-    let t = t.join().unwrap().expect("echo through a full host queue");
+    let t = alongside.finish().expect("echo through a full host queue");
     eprintln!(
         "{} MiB each way verified in {:.1?} through an 8-packet host queue",
         t.verified >> 20,

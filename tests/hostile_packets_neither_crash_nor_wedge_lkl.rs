@@ -15,8 +15,6 @@ mod common;
 mod reliability;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::venet;
@@ -695,14 +693,7 @@ fn hostile_packets_neither_crash_nor_wedge_lkl_and_a_transfer_alongside_stays_in
     let addr6 = SocketAddr::new(IpAddr::V6(a.lkl_v6), PORT);
     let mut server = start_echo_any(&topo, listen, addr4);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = Arc::clone(&stop);
-    let alongside = topo
-        .peer_ns()
-        .spawn_thread(move || {
-            echo_transfer(addr4, u64::MAX, 0x51, Some(stop2), Duration::from_secs(90))
-        })
-        .unwrap();
+    let alongside = Alongside::start(&topo, addr4, 0x51, Duration::from_secs(90));
 
     let o = a.lkl_v4.octets();
     let target = Target {
@@ -751,8 +742,7 @@ fn hostile_packets_neither_crash_nor_wedge_lkl_and_a_transfer_alongside_stays_in
     );
     assert_alive(&mut server, "under the hostile packets");
 
-    stop.store(true, Ordering::Relaxed);
-    let t = alongside.join().expect("transfer thread panicked");
+    let t = alongside.finish();
     let t = t.unwrap_or_else(|e| panic!("the transfer alongside failed: {e}"));
     eprintln!(
         "transfer alongside: {} bytes echoed and verified in {:.1?}",

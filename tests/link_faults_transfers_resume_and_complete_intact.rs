@@ -13,8 +13,6 @@
 mod common;
 mod reliability;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::lkl_v4;
@@ -63,20 +61,7 @@ fn transfer_through_a_spell(
 ) -> (Transfer, Stats, Stats) {
     let addr = lkl_v4(topo, PORT);
     let mut server = start_echo(topo, addr, &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = Arc::clone(&stop);
-    let t = topo
-        .peer_ns()
-        .spawn_thread(move || {
-            echo_transfer(
-                addr,
-                u64::MAX,
-                seed,
-                Some(stop2),
-                spell + Duration::from_secs(90),
-            )
-        })
-        .unwrap();
+    let alongside = Alongside::start(topo, addr, seed, spell + Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(700));
     let before = topo.forwarder_stats().unwrap();
     switch(topo, true);
@@ -105,8 +90,7 @@ fn transfer_through_a_spell(
         resumed.elapsed()
     );
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    let t = t.join().unwrap().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let t = alongside.finish().unwrap_or_else(|e| panic!("{what}: {e}"));
     eprintln!(
         "{what}: {} bytes each way verified in {:.1?}",
         t.verified, t.elapsed

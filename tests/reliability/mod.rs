@@ -117,6 +117,34 @@ fn fill_stream(seed: u64, offset: u64, buf: &mut [u8]) {
     }
 }
 
+/// An endless [`echo_transfer`] from the peer to `addr`, every byte checked, running beside
+/// whatever the test does until [`Alongside::finish`].
+pub struct Alongside {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<Result<Transfer, String>>,
+}
+
+impl Alongside {
+    pub fn start(topo: &VenetTopology, addr: SocketAddr, seed: u64, io_timeout: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let thread = topo
+            .peer_ns()
+            .spawn_thread(move || echo_transfer(addr, u64::MAX, seed, Some(stop2), io_timeout))
+            .expect("start the transfer in the peer namespace");
+        Alongside { stop, thread }
+    }
+
+    /// Stops the transfer and waits for it: what it verified, or why it failed (a panic of
+    /// its thread goes on here).
+    pub fn finish(self) -> Result<Transfer, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
 /// What an echo transfer did.
 #[derive(Debug, Clone, Copy)]
 pub struct Transfer {
