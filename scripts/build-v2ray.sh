@@ -44,6 +44,7 @@ die() {
 }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$root/scripts/lib/packages.sh"
 script="$root/scripts/build-v2ray.sh"
 src="$root/tests/programs/v2ray/main.go"
 [ -f "$src" ] || die "missing $src"
@@ -55,28 +56,7 @@ packages=(
     golang-github-dgryski-go-metro-dev       # ... and cuckoofilter needs this; neither is a Depends
 )
 
-installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
-}
-
-missing=()
-for p in "${packages[@]}"; do
-    installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    echo "$me: installing ${missing[*]}" >&2
-    # Refresh the package lists only when the wanted packages are unknown to them.
-    if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
-        "${sudo[@]}" apt-get update -qq >&2 || true
-    fi
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >&2 || die "cannot install ${missing[*]} with apt-get (see above)"
-    for p in "${missing[@]}"; do
-        installed "$p" || die "package $p is still not installed"
-    done
-fi
+install_packages "$me" "${packages[@]}"
 command -v go-12 >/dev/null || die "go-12 (from gccgo-12) is not on PATH"
 
 # Every Go source package (golang-*) and the compiler with its runtime library.

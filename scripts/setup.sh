@@ -2,34 +2,20 @@
 # Installs the Debian packages that building and testing lkl-hijack needs. Idempotent and
 # quiet: it says something only when it installs.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/packages.sh"
 
 packages=(
-    # kernel source and what kbuild runs for our config
-    linux-source-6.12 xz-utils patch make gcc binutils bc flex bison
+    # kernel source and what kbuild runs for our config (headers_install runs rsync)
+    linux-source-6.12 xz-utils patch make gcc libc6-dev binutils bc flex bison rsync
     # bindgen (lkl-sys) needs libclang
     clang libclang-dev
-    # tests, demos and benchmarks
-    iproute2 iputils-ping python3 curl iperf3
+    # the rig and the tests: namespaces, links, qdiscs (ip, tc, ss), the firewall's two tools,
+    # clients and checks
+    iproute2 iputils-ping nftables iptables python3 curl iperf3 util-linux coreutils
     # scripts/bench.sh draws its goodput-vs-loss plot with gnuplot
     gnuplot-nox
     # real programs the hijack tests run under the preload (tests/*_on_lkl.rs), their clients
     # (wrk, redis-benchmark in redis-tools) and gccgo for the Go server built at test time
     nginx redis-server redis-tools wrk gccgo-12
 )
-
-missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
-        missing+=("$p")
-    fi
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-echo "setup.sh: installing ${missing[*]}"
-# Refresh the package lists only when the wanted packages are unknown to them.
-if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
-    "${sudo[@]}" apt-get update -qq
-fi
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_packages setup.sh "${packages[@]}"
