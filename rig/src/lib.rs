@@ -1,10 +1,13 @@
 //! Test rig for lkl-hijack: network namespaces emulating an OpenVZ container's `venet0`.
 //!
-//! * [`VenetTopology`]: a "container" namespace holding a tun device `venet0` (L3, NOARP,
-//!   POINTOPOINT, MTU 1500), a "peer" namespace with another tun, and the [`forwarder`]
-//!   process (`lkl-forwarder`, the "host node") moving packets between the two, optionally
-//!   with delay, loss, burst loss, reordering, duplication, a rate limit and a blackhole.
+//! * [`VenetTopology`]: a "container" namespace holding a tun device `venet0` typed like
+//!   OpenVZ's (`link/void`, L3, NOARP, POINTOPOINT, MTU 1500), a "peer" namespace with
+//!   another tun, and the [`forwarder`] process (`lkl-forwarder`, the "host node") moving
+//!   packets between the two, optionally with delay, loss, burst loss, reordering,
+//!   duplication, a rate limit and a blackhole.
 //! * [`VethTopology`]: the same two namespaces joined by a veth pair.
+//! * [`KernelProfile`]: runs a program as on an older host kernel (3.10, 4.18, 5.4, 5.10),
+//!   refusing what that kernel lacks.
 //!
 //! Both use one address plan ([`Addrs`]): the container's host stack, an address reserved for
 //! LKL and the peer, in IPv4 and IPv6, all private and existing only inside the namespaces.
@@ -23,10 +26,12 @@
 //! Needs root, iproute2 (`ip`) and `/dev/net/tun`.
 
 pub mod forwarder;
+pub mod kernel_profile;
 pub mod netns;
 mod sys;
 mod topology;
 
+pub use kernel_profile::KernelProfile;
 pub use netns::Netns;
 pub use topology::{
     destroy_named, forwarder_bin, Addrs, Topology, VenetBuilder, VenetTopology, VethTopology,

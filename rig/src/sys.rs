@@ -79,6 +79,22 @@ pub fn open_tun(dev: &str) -> io::Result<OwnedFd> {
     Ok(file.into())
 }
 
+/// Sets the link type the tun device `dev` reports (TUNSETLINK), as an ARPHRD value. The
+/// device must be down.
+pub fn set_tun_link_type(dev: &str, link_type: u16) -> io::Result<()> {
+    let tun = open_tun(dev)?;
+    // SAFETY: TUNSETLINK takes the link type as the integer argument itself; no memory is
+    // passed.
+    cvt(unsafe {
+        libc::ioctl(
+            tun.as_raw_fd(),
+            libc::TUNSETLINK,
+            libc::c_ulong::from(link_type),
+        )
+    })?;
+    Ok(())
+}
+
 /// Reads one packet; `Ok(None)` when the descriptor has nothing to read (EAGAIN).
 pub fn read_packet(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {

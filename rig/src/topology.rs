@@ -379,9 +379,16 @@ impl VenetBuilder {
         let container = Netns::create(&naming.container)?;
         let peer = Netns::create(&naming.peer)?;
         let a = Addrs::for_subnet(naming.subnet);
+        ip_batch(
+            container.name(),
+            &[format!("tuntap add dev {VENET_IF} mode tun")],
+        )?;
+        // OpenVZ's venet0 is ARPHRD_VOID (`link/void`), and the library chooses its packet
+        // socket by the link type: give the tun that type (it must be set while down).
+        container.in_thread(|| sys::set_tun_link_type(VENET_IF, libc::ARPHRD_VOID))??;
+        ip_batch(peer.name(), &[format!("tuntap add dev {VENET_PEER_IF} mode tun")])?;
         let tun_setup = |dev: &str| {
             [
-                format!("tuntap add dev {dev} mode tun"),
                 // No IPv6 link-local address (venet0 has none, and it would send router
                 // solicitations). A tun drops what does not fit its ring (txqueuelen packets)
                 // while the forwarder is off the CPU; venet0 never drops that way, so make the
@@ -438,8 +445,8 @@ impl VenetBuilder {
     }
 }
 
-/// Container namespace with a tun `venet0` (L3, NOARP, POINTOPOINT, MTU 1500, the host address,
-/// default routes through it), a peer namespace with a tun `tun0`, and `lkl-forwarder` between
+/// Container namespace with a tun `venet0` typed like OpenVZ's (`link/void`: ARPHRD_VOID, L3,
+/// NOARP, POINTOPOINT, MTU 1500; the host address, default routes through it), a peer namespace with a tun `tun0`, and `lkl-forwarder` between
 /// the two as the "host node". Dropping it stops the forwarder and deletes both namespaces.
 ///
 /// Forwarder stats: direction `a2b` is container to peer, `b2a` peer to container.

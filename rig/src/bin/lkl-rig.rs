@@ -4,7 +4,7 @@ use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use lkl_rig::forwarder::{self, Impairments, IMPAIRMENT_USAGE};
-use lkl_rig::{netns, Topology, VenetTopology, VethTopology};
+use lkl_rig::{netns, KernelProfile, Topology, VenetTopology, VethTopology};
 
 const DEFAULT_NAME: &str = "rig";
 
@@ -16,6 +16,10 @@ fn usage() -> String {
        lkl-rig list                                   the rig's network namespaces
        lkl-rig cleanup                                remove what dead test runs left behind
        lkl-rig forwarder ARGS                         run the forwarder (lkl-forwarder --help)
+       lkl-rig kernel-profile VERSION -- PROGRAM [ARGS]  run PROGRAM as on host kernel VERSION
+       lkl-rig kernel-profile list                    what each profile refuses
+VERSION: 3.10, 4.18, 5.4 or 5.10 (system calls that kernel lacks fail with ENOSYS, SOL_PACKET
+options it lacks with ENOPROTOOPT).
 NAME: up to 20 of [a-z0-9_], default {DEFAULT_NAME}; namespaces lklc-NAME (container) and lklp-NAME (peer).
 Impairments (venet):
 {IMPAIRMENT_USAGE}
@@ -57,6 +61,30 @@ fn describe(kind: &str, topo: &dyn Topology) -> String {
         a.lkl_v6,
         a.peer_v6
     )
+}
+
+/// What each kernel profile refuses, a line per profile.
+fn describe_profiles() -> String {
+    let since = |(major, minor): (u8, u8)| format!("{major}.{minor}");
+    KernelProfile::all()
+        .map(|p| {
+            let calls: Vec<String> = p
+                .missing_syscalls()
+                .map(|(name, v)| format!("{name} ({})", since(v)))
+                .collect();
+            let opts: Vec<String> = p
+                .missing_packet_options()
+                .map(|(name, v)| format!("{name} ({})", since(v)))
+                .collect();
+            format!(
+                "{} [{}]: ENOSYS for {}; ENOPROTOOPT for {}\n",
+                p.name(),
+                p.hosts(),
+                calls.join(", "),
+                opts.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Prints what `up` made. The rig is kept before this, so a closed stdout loses only the text.
@@ -103,6 +131,16 @@ fn run(args: &[String]) -> Result<(), String> {
             show(&names.iter().map(|n| format!("{n}\n")).collect::<String>());
         }
         ["cleanup"] => netns::remove_stale(),
+        ["kernel-profile", "list"] => show(&describe_profiles()),
+        ["kernel-profile", version, "--", program, ..] => {
+            let profile = KernelProfile::named(version)?;
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(&args[4..]);
+            profile.confine(&mut cmd);
+            // exec returns only on failure.
+            let e = std::os::unix::process::CommandExt::exec(&mut cmd);
+            return Err(format!("cannot run {program}: {e}"));
+        }
         ["forwarder", ..] => {
             let cfg = forwarder::Config::parse(args[1..].iter().cloned())?;
             forwarder::run(&cfg).map_err(io_err)?;
