@@ -9,7 +9,7 @@ use std::ffi::{c_int, c_long, c_void};
 use lkl::sys::{__NR_lkl_notify_add, __NR_lkl_notify_del};
 
 use crate::ffi::{host_result, SysResult};
-use crate::{host, stack};
+use crate::{host, kernel};
 
 /// A host eventfd (close-on-exec).
 pub struct EventFd {
@@ -113,7 +113,7 @@ impl Notifier {
         // SAFETY: the callback is a function of this library (alive for the process), the
         // argument is a plain number; the kernel only calls the callback with it.
         unsafe {
-            stack::call(
+            kernel::call(
                 __NR_lkl_notify_add,
                 [
                     c_long::from(lkl_fd),
@@ -132,6 +132,6 @@ impl Notifier {
 impl Drop for Notifier {
     fn drop(&mut self) {
         // SAFETY: the handle came from lkl_notify_add and is given back exactly once.
-        let _ = unsafe { stack::call(__NR_lkl_notify_del, [self.0, 0, 0, 0, 0, 0]) };
+        let _ = unsafe { kernel::call(__NR_lkl_notify_del, [self.0, 0, 0, 0, 0, 0]) };
     }
 }

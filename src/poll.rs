@@ -7,7 +7,7 @@
 
 use std::ffi::{c_int, c_long};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libc::{pollfd, sigset_t};
 use lkl::sys::__NR_ppoll;
@@ -16,33 +16,8 @@ use lkl::Errno;
 use crate::fdtable::{self, Entry};
 use crate::ffi::{host_result, read_user_slice, write_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
-use crate::{host, stack};
-
-/// A timeout as a deadline; `None` waits forever.
-#[derive(Clone, Copy)]
-pub struct Deadline(Option<Instant>);
-
-impl Deadline {
-    pub fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline(timeout.map(|t| Instant::now() + t))
-    }
-
-    /// Time left; `Some(ZERO)` once passed.
-    pub fn remaining(self) -> Option<Duration> {
-        self.0.map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    pub fn passed(self) -> bool {
-        self.remaining() == Some(Duration::ZERO)
-    }
-}
-
-pub fn timespec(d: Duration) -> libc::timespec {
-    libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    }
-}
+use crate::time::{timespec, Deadline};
+use crate::{host, kernel};
 
 /// LKL's poll of `fds` (LKL numbers) without waiting; fills revents.
 pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
@@ -53,7 +28,7 @@ pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
     // SAFETY: `fds` and `zero` are live for the call; the kernel's pollfd and timespec have
     // the host's layout (64-bit asm-generic UAPI).
     let n = unsafe {
-        stack::call(
+        kernel::call(
             __NR_ppoll,
             [
                 fds.as_mut_ptr() as c_long,

@@ -18,9 +18,10 @@ use std::ffi::c_int;
 
 use lkl::Errno;
 
-use crate::fdtable::{self, Socket};
+use crate::fdtable;
 use crate::ffi::{CReturn, SysResult};
-use crate::stack;
+use crate::kernel;
+use crate::objects::Socket;
 
 mod fd;
 mod io;
@@ -37,7 +38,7 @@ macro_rules! lkl_call {
         args[..given.len()].copy_from_slice(&given);
         // SAFETY: the pointer arguments are the hook caller's, passed on unchanged (see the
         // module comment); the others are plain values.
-        $crate::ffi::narrow(unsafe { $crate::stack::call($nr, args) })
+        $crate::ffi::narrow(unsafe { $crate::kernel::call($nr, args) })
     }};
 }
 pub(crate) use lkl_call;
@@ -76,7 +77,7 @@ fn sigpipe_on_epipe<T>(r: SysResult<T>, flags: c_int) -> SysResult<T> {
 /// Whether a socket of this family lives in LKL (the host keeps AF_UNIX, AF_NETLINK,
 /// AF_PACKET, ...).
 fn lkl_family(domain: c_int) -> bool {
-    (domain == libc::AF_INET || domain == libc::AF_INET6) && stack::enabled()
+    (domain == libc::AF_INET || domain == libc::AF_INET6) && kernel::enabled()
 }
 
 /// glibc's fortify check failed: abort as glibc would.
