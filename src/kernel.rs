@@ -1,11 +1,11 @@
 //! The kernel in this process, for every module that calls into it: configured before `main`,
-//! booted by the first socket that needs it, its callers counted so that the exit handler
-//! halts it safely, and given up in a forked child (LKL runs only in the process that started
+//! booted by the first socket that needs it, entered through a gate that lets the exit handler
+//! halt it safely, and given up in a forked child (LKL runs only in the process that started
 //! it).
 
 use std::cell::Cell;
 use std::ffi::c_long;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lkl::{Errno, Kernel};
 use once_cell::sync::OnceCell;
@@ -13,16 +13,15 @@ use once_cell::sync::OnceCell;
 use crate::boot::{self, Network};
 use crate::config::HijackConfig;
 use crate::ffi::SysResult;
+use crate::gate::Gate;
 use crate::ownership::Ownership;
 
 static CONFIG: OnceCell<Option<HijackConfig>> = OnceCell::new();
 static KERNEL: OnceCell<Kernel> = OnceCell::new();
 /// Set together with KERNEL by the boot; lives until exit.
 static NETWORK: OnceCell<Network> = OnceCell::new();
-/// Set at exit once the kernel is halted: nothing may call into it any more.
-static HALTED: AtomicBool = AtomicBool::new(false);
-/// Threads currently inside a kernel call (a halt must not pull the kernel from under them).
-static INSIDE: AtomicUsize = AtomicUsize::new(0);
+/// Closed at exit once the kernel may be halted: nothing may call into it any more.
+static GATE: Gate = Gate::new();
 /// In a forked child, LKL does not run: its objects are forgotten, never released.
 static ORPHANED: AtomicBool = AtomicBool::new(false);
 
@@ -74,17 +73,10 @@ pub unsafe fn call(nr: u32, args: [c_long; 6]) -> SysResult<c_long> {
     with_kernel(|kernel| unsafe { kernel.syscall(nr, args) })?
 }
 
-/// Runs `f` with the kernel, counted as inside it (the exit handler waits for such callers
-/// before it halts); EBADF once the kernel has halted.
+/// Runs `f` with the kernel, counted as inside it (the exit handler halts the kernel only
+/// with nobody inside); EBADF once the kernel has halted.
 pub fn with_kernel<T>(f: impl FnOnce(&Kernel) -> T) -> SysResult<T> {
-    if HALTED.load(Ordering::Acquire) {
-        return Err(Errno::EBADF);
-    }
-    let kernel = kernel();
-    INSIDE.fetch_add(1, Ordering::AcqRel);
-    let ret = f(kernel);
-    INSIDE.fetch_sub(1, Ordering::AcqRel);
-    Ok(ret)
+    GATE.pass(|| f(kernel())).ok_or(Errno::EBADF)
 }
 
 /// Closes an LKL fd whose last user let go.
@@ -117,13 +109,12 @@ pub fn halt() {
         return;
     };
     network.ownership.remove_firewall();
-    if INSIDE.load(Ordering::Acquire) != 0 {
+    if !GATE.close() {
         log::debug!("exit with threads inside the kernel: not halting it");
         return;
     }
-    HALTED.store(true, Ordering::Release);
     network.backend.stop_rx();
-    // SAFETY: HALTED (set above) turns every later call() away.
+    // SAFETY: the gate is closed: every later call() is turned away.
     if let Err(e) = unsafe { kernel.halt_shared() } {
         log::debug!("halt: {e}");
     }

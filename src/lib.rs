@@ -6,14 +6,15 @@
 //! * `host`: glibc's own functions, for every host call the library makes.
 //! * `ffi`: results to errno, and no panic across the C boundary.
 //! * `time`: the waiting calls' deadlines and timespecs.
+//! * `gate`: calls into the kernel counted, so that exit halts it only with nobody inside.
 //! * `config`: the environment (`LKL_HIJACK_*`), checked before `main`.
 //! * `policy` (crate lkl-firewall): which stack serves which socket, and the ports LKL owns.
 //! * `firewall` (crate lkl-firewall): rules that keep the host stack from answering for LKL.
 //! * `ownership`: the ports LKL owns, with the packet filter and firewall in step.
 //! * `gocheck`: recognising gc-built Go programs, whose sockets preloading cannot move.
 //! * `boot`: starting the kernel and its packet backend from the configuration.
-//! * `kernel`: the kernel for every module: booted on first use, its callers counted, halted
-//!   at exit, given up in a forked child.
+//! * `kernel`: the kernel for every module: booted on first use, calls through the gate,
+//!   halted at exit, given up in a forked child.
 //! * `notify`: LKL readiness signalled to a host eventfd.
 //! * `tcpinfo`: debug lines with TCP_INFO of LKL's connections (LKL's `ss -ti`).
 //! * `objects`: what a number stands for: LKL sockets and the LKL side of epoll instances.
@@ -36,6 +37,7 @@ pub mod config;
 mod epoll;
 mod fdtable;
 mod ffi;
+mod gate;
 mod gocheck;
 mod hooks;
 mod host;
