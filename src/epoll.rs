@@ -46,16 +46,11 @@ fn side(epfd: c_int) -> SysResult<Arc<Entry>> {
             None => Err(Errno::EINVAL),
         };
     }
+    // The eventfd first: if it cannot be made, there is nothing in LKL to give back.
+    let wake = EventFd::new(false)?;
     // SAFETY: epoll_create1 takes no pointers.
     let lkl = unsafe { kernel::call(__NR_epoll_create1, [0; 6]) }? as lkl::Fd;
-    let wake = match EventFd::new(false) {
-        Ok(w) => w,
-        Err(e) => {
-            kernel::release_lkl_fd(lkl);
-            return Err(e);
-        }
-    };
-    let notifier = Notifier::attach(lkl, &wake)?;
+    let notifier = Notifier::attach(lkl, &wake).inspect_err(|_| kernel::release_lkl_fd(lkl))?;
     let side = EpollSide::new(lkl, wake, notifier);
     let mut ev = epoll_event {
         events: libc::EPOLLIN as u32,
@@ -188,5 +183,39 @@ pub fn wait(
         if m + n > 0 || deadline.passed() {
             return Ok((m + n) as c_int);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::notify::FAIL_NEXT_ATTACH;
+
+    #[test]
+    fn a_side_whose_notifier_fails_gives_its_lkl_epoll_fd_back() {
+        let kernel = kernel::boot_for_tests();
+        // Linux hands out the lowest free number: the one the side's epoll instance gets.
+        let next_fd = || {
+            let fd = kernel.epoll_create1(0).expect("epoll_create1 in LKL");
+            kernel.close(fd).expect("close in LKL");
+            fd
+        };
+        let expected = next_fd();
+        // SAFETY: epoll_create1 takes no pointers.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(epfd >= 0, "host epoll_create1");
+        FAIL_NEXT_ATTACH.store(true, Ordering::SeqCst);
+        assert_eq!(side(epfd).err(), Some(Errno::ENOMEM));
+        assert!(fdtable::get(epfd).is_none(), "no side was recorded");
+        assert_eq!(
+            kernel.fcntl(expected, libc::F_GETFD as u32, 0),
+            Err(Errno::EBADF),
+            "the side's LKL epoll fd {expected} was left open"
+        );
+        assert_eq!(next_fd(), expected);
+        // SAFETY: our own descriptor, closed once.
+        unsafe { host::close(epfd) };
     }
 }

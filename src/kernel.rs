@@ -139,3 +139,9 @@ pub fn warn_orphaned() {
         );
     }
 }
+
+/// Tests: a kernel of its own, without a network (nothing leaves the test process).
+#[cfg(test)]
+pub fn boot_for_tests() -> &'static Kernel {
+    KERNEL.get_or_init(|| Kernel::boot(lkl::BootOptions::default()).expect("boot"))
+}

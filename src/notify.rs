@@ -107,8 +107,18 @@ extern "C" fn signal_eventfd(arg: *mut c_void) {
 /// eventfd must outlive it.
 pub struct Notifier(c_long);
 
+/// Tests: the next attach fails as the kernel's does when it cannot allocate the notifier
+/// (ENOMEM), which a test cannot bring about on demand.
+#[cfg(test)]
+pub static FAIL_NEXT_ATTACH: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 impl Notifier {
     pub fn attach(lkl_fd: lkl::Fd, efd: &EventFd) -> SysResult<Notifier> {
+        #[cfg(test)]
+        if FAIL_NEXT_ATTACH.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(lkl::Errno::ENOMEM);
+        }
         let callback: extern "C" fn(*mut c_void) = signal_eventfd;
         // SAFETY: the callback is a function of this library (alive for the process), the
         // argument is a plain number; the kernel only calls the callback with it.
