@@ -8,11 +8,12 @@
 //! host's layout, and it reads and writes them with plain memory copies).
 //!
 //! Variadic prototypes (fcntl, ioctl) are defined with their one optional argument as a fixed
-//! parameter: on x86-64 and aarch64 Linux, variadic integer and pointer arguments travel in the
-//! same registers as fixed ones.
+//! parameter: on x86-64 Linux (the only target; the lkl crate's host calls are x86-64
+//! assembly), variadic integer and pointer arguments travel in the same registers as fixed
+//! ones.
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!("the variadic hooks assume the x86-64 or aarch64 Linux calling convention");
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("the variadic hooks assume the x86-64 Linux calling convention");
 
 use std::ffi::c_int;
 
