@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 pub struct Gate {
-    /// Set by `close` for good once the kernel may be halted.
+    /// Set by `close`; it stays set only when nobody was inside.
     closed: AtomicBool,
     /// Callers inside (each one counted until its `Inside` drops).
     inside: AtomicUsize,
