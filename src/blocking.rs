@@ -18,11 +18,12 @@ use libc::{iovec, pollfd};
 use lkl::sys::{__NR_getsockopt, SOL_SOCKET, SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD};
 use lkl::Errno;
 
-use crate::fdtable::Socket;
 use crate::ffi::{host_result, read_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
-use crate::poll::{lkl_poll_now, timespec, Deadline};
-use crate::{host, stack};
+use crate::objects::Socket;
+use crate::poll::lkl_poll_now;
+use crate::time::{timespec, Deadline};
+use crate::{host, kernel};
 
 /// Which way a call moves data, and so what it waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,7 @@ fn socket_timeout(sock: &Socket, dir: Dir) -> SysResult<Option<Duration>> {
     let mut len = size_of::<libc::timeval>() as libc::socklen_t;
     // SAFETY: `tv` and `len` are live for the call; the kernel's old timeval is the host's.
     unsafe {
-        stack::call(
+        kernel::call(
             __NR_getsockopt,
             [
                 c_long::from(sock.lkl),

@@ -125,8 +125,10 @@ pub struct HijackConfig {
     pub policy: Policy,
 }
 
-/// Big enough for thousands of connections' TCP buffers (the kernel sizes tcp_mem from it).
-pub const DEFAULT_MEM_MIB: u32 = 256;
+/// `LKL_HIJACK_MEMSIZE` when unset: big enough for thousands of connections' TCP buffers
+/// (the kernel sizes tcp_mem from it). Not `lkl::DEFAULT_MEM_MIB`, the lkl crate's default
+/// for programs that boot it themselves.
+pub const DEFAULT_MEMSIZE_MIB: u32 = 256;
 
 impl HijackConfig {
     /// `Ok(None)` when no interface is configured: the library then stays out of the way.
@@ -139,7 +141,7 @@ impl HijackConfig {
         };
         let env = Env(vars.into_iter().collect());
         let mem_mib = match env.get("LKL_HIJACK_MEMSIZE") {
-            None => DEFAULT_MEM_MIB,
+            None => DEFAULT_MEMSIZE_MIB,
             Some(v) => parse_size_mib(v)
                 .filter(|&m| m >= lkl::MIN_MEM_MIB)
                 .ok_or_else(|| {
@@ -421,7 +423,7 @@ mod tests {
     #[test]
     fn hijack_defaults_leave_the_kernel_defaults() {
         let c = hijack(&[]).unwrap();
-        assert_eq!(c.mem_mib, DEFAULT_MEM_MIB);
+        assert_eq!(c.mem_mib, DEFAULT_MEMSIZE_MIB);
         assert_eq!(
             (c.boot_cmdline.as_str(), c.sysctls.len(), c.qdisc),
             ("", 0, None)

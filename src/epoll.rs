@@ -16,31 +16,16 @@ use lkl::sys::{__NR_epoll_create1, __NR_epoll_ctl, __NR_epoll_pwait};
 use lkl::Errno;
 use parking_lot::Mutex;
 
-use crate::fdtable::{self, Entry, Object};
+use crate::fdtable::{self, Entry};
 use crate::ffi::{host_result, SysResult};
 use crate::notify::{EventFd, Notifier};
-use crate::poll::{timespec, Deadline};
-use crate::{host, stack};
+use crate::objects::{EpollSide, Object};
+use crate::time::{timespec, Deadline};
+use crate::{host, kernel};
 
 /// The tag of the eventfd in the host instance: not a user-space address (bit 63 set, not
 /// canonical) and no small integer, so it does not collide with what programs store.
 const WAKE_TAG: u64 = 0x8c4b_4c00_7761_6b65;
-
-/// The LKL side of a host epoll instance.
-pub struct EpollSide {
-    // Held for its Drop. Field order is drop order: the notifier goes before the eventfd it
-    // signals.
-    _notifier: Notifier,
-    wake: EventFd,
-    lkl: lkl::Fd,
-}
-
-impl Drop for EpollSide {
-    fn drop(&mut self) {
-        // The notifier still holds the LKL file until it is dropped right after.
-        stack::release_lkl_fd(self.lkl);
-    }
-}
 
 /// Serialises making LKL sides, so two threads adding to one instance make one.
 static MAKING: Mutex<()> = Mutex::new(());
@@ -61,21 +46,12 @@ fn side(epfd: c_int) -> SysResult<Arc<Entry>> {
             None => Err(Errno::EINVAL),
         };
     }
+    // The eventfd first: if it cannot be made, there is nothing in LKL to give back.
+    let wake = EventFd::new(false)?;
     // SAFETY: epoll_create1 takes no pointers.
-    let lkl = unsafe { stack::call(__NR_epoll_create1, [0; 6]) }? as lkl::Fd;
-    let wake = match EventFd::new(false) {
-        Ok(w) => w,
-        Err(e) => {
-            stack::release_lkl_fd(lkl);
-            return Err(e);
-        }
-    };
-    let notifier = Notifier::attach(lkl, &wake)?;
-    let side = EpollSide {
-        _notifier: notifier,
-        wake,
-        lkl,
-    };
+    let lkl = unsafe { kernel::call(__NR_epoll_create1, [0; 6]) }? as lkl::Fd;
+    let notifier = Notifier::attach(lkl, &wake).inspect_err(|_| kernel::release_lkl_fd(lkl))?;
+    let side = EpollSide::new(lkl, wake, notifier);
     let mut ev = epoll_event {
         events: libc::EPOLLIN as u32,
         u64: WAKE_TAG,
@@ -102,7 +78,7 @@ pub unsafe fn ctl(
     // SAFETY: the event pointer is the caller's, valid as for epoll_ctl; the kernel's
     // epoll_event has the host's (packed) layout.
     unsafe {
-        stack::call(
+        kernel::call(
             __NR_epoll_ctl,
             [
                 c_long::from(side.lkl),
@@ -124,7 +100,7 @@ fn lkl_ready(side: &EpollSide, events: &mut [epoll_event]) -> SysResult<usize> {
     }
     // SAFETY: `events` is a live buffer of events.len() entries; timeout 0, no mask.
     let n = unsafe {
-        stack::call(
+        kernel::call(
             __NR_epoll_pwait,
             [
                 c_long::from(side.lkl),
@@ -207,5 +183,39 @@ pub fn wait(
         if m + n > 0 || deadline.passed() {
             return Ok((m + n) as c_int);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::notify::FAIL_NEXT_ATTACH;
+
+    #[test]
+    fn a_side_whose_notifier_fails_gives_its_lkl_epoll_fd_back() {
+        let kernel = kernel::boot_for_tests();
+        // Linux hands out the lowest free number: the one the side's epoll instance gets.
+        let next_fd = || {
+            let fd = kernel.epoll_create1(0).expect("epoll_create1 in LKL");
+            kernel.close(fd).expect("close in LKL");
+            fd
+        };
+        let expected = next_fd();
+        // SAFETY: epoll_create1 takes no pointers.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(epfd >= 0, "host epoll_create1");
+        FAIL_NEXT_ATTACH.store(true, Ordering::SeqCst);
+        assert_eq!(side(epfd).err(), Some(Errno::ENOMEM));
+        assert!(fdtable::get(epfd).is_none(), "no side was recorded");
+        assert_eq!(
+            kernel.fcntl(expected, libc::F_GETFD as u32, 0),
+            Err(Errno::EBADF),
+            "the side's LKL epoll fd {expected} was left open"
+        );
+        assert_eq!(next_fd(), expected);
+        // SAFETY: our own descriptor, closed once.
+        unsafe { host::close(epfd) };
     }
 }

@@ -10,82 +10,15 @@
 //! those that watch LKL sockets (see `epoll.rs`).
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lkl::Errno;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
-use crate::epoll::EpollSide;
 use crate::ffi::{host_result, SysResult};
-use crate::{host, stack};
-
-/// What a host fd number stands for.
-pub enum Object {
-    /// An LKL socket; the number is a placeholder.
-    Socket(Socket),
-    /// A host epoll instance that also watches LKL sockets.
-    Epoll(EpollSide),
-}
-
-/// An LKL socket, closed in LKL when the last number and in-flight call drop it. It is
-/// nonblocking inside LKL; `nonblocking` is the O_NONBLOCK the program set (see blocking.rs).
-pub struct Socket {
-    pub lkl: lkl::Fd,
-    pub stream: bool,
-    nonblocking: AtomicBool,
-    /// Until its role shows, a socket lives in LKL provisionally (see placement.rs).
-    pub pending: Mutex<Option<Pending>>,
-    /// The port it listens on in LKL, 0 if none.
-    listen_port: AtomicU16,
-}
-
-/// What a provisional socket was made as and what the program did to it, to be replayed on a
-/// host socket if it moves there.
-pub struct Pending {
-    pub domain: c_int,
-    pub kind: c_int,
-    pub protocol: c_int,
-    /// setsockopt calls: level, name, value.
-    pub options: Vec<(c_int, c_int, Vec<u8>)>,
-    /// The address it was bound to.
-    pub bound: Option<Vec<u8>>,
-}
-
-impl Socket {
-    pub fn new(lkl: lkl::Fd, stream: bool, nonblocking: bool, pending: Option<Pending>) -> Socket {
-        Socket {
-            lkl,
-            stream,
-            nonblocking: AtomicBool::new(nonblocking),
-            pending: Mutex::new(pending),
-            listen_port: AtomicU16::new(0),
-        }
-    }
-
-    pub fn nonblocking(&self) -> bool {
-        self.nonblocking.load(Ordering::Relaxed)
-    }
-
-    pub fn set_nonblocking(&self, on: bool) {
-        self.nonblocking.store(on, Ordering::Relaxed);
-    }
-
-    /// Records that the socket listens on `port` in LKL.
-    pub fn set_listening(&self, port: u16) {
-        self.listen_port.store(port, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        stack::release_lkl_fd(self.lkl);
-        let port = self.listen_port.load(Ordering::Relaxed);
-        if port != 0 {
-            stack::ownership().not_listening(port);
-        }
-    }
-}
+use crate::objects::{Object, Socket};
+use crate::{host, kernel};
 
 /// A table entry: one host fd number.
 struct Slot {
@@ -111,8 +44,6 @@ impl Entry {
 static TABLE: RwLock<Vec<Option<Slot>>> = RwLock::new(Vec::new());
 /// Numbers in the table; zero means every fd is a plain host fd (no lock needed).
 static USED: AtomicUsize = AtomicUsize::new(0);
-/// In a forked child, LKL does not run: objects are forgotten, never released.
-static ORPHANED: AtomicBool = AtomicBool::new(false);
 
 /// Whether any number stands for an LKL object (if not, every call is the host's).
 pub fn in_use() -> bool {
@@ -136,8 +67,8 @@ pub fn get(fd: c_int) -> Option<Arc<Entry>> {
 pub fn socket(fd: c_int) -> SysResult<Option<Arc<Entry>>> {
     match get(fd) {
         Some(e) if e.socket().is_some() => {
-            if ORPHANED.load(Ordering::Relaxed) {
-                stack::warn_orphaned();
+            if kernel::orphaned() {
+                kernel::warn_orphaned();
                 return Err(Errno::EBADF);
             }
             Ok(Some(e))
@@ -170,13 +101,13 @@ fn take(table: &mut [Option<Slot>], fd: c_int) -> Option<Slot> {
 fn release(slot: Slot) {
     let entry = slot.obj;
     let last = entry.numbers.fetch_sub(1, Ordering::AcqRel) == 1;
-    if ORPHANED.load(Ordering::Relaxed) {
+    if kernel::orphaned() {
         std::mem::forget(entry);
         return;
     }
     if last && Arc::strong_count(&entry) > 1 {
         if let Some(s) = entry.socket() {
-            stack::wake_blocked(s.lkl);
+            kernel::wake_blocked(s.lkl);
         }
     }
 }
@@ -368,13 +299,4 @@ pub fn drain() -> Vec<Arc<Entry>> {
         .collect();
     USED.store(0, Ordering::Release);
     all
-}
-
-/// Called in a forked child: LKL is not running there.
-pub fn orphan() {
-    ORPHANED.store(true, Ordering::Relaxed);
-}
-
-pub fn orphaned() -> bool {
-    ORPHANED.load(Ordering::Relaxed)
 }

@@ -1,21 +1,30 @@
 //! `liblkl_hijack.so`: put a program's TCP/IP sockets on Linux 6.12 running inside the
 //! process (LKL), by LD_PRELOAD.
 //!
-//! Where things are:
-//! * `config`: the environment (`LKL_HIJACK_*`), checked before `main`.
-//! * `policy` (crate lkl-firewall): which stack serves which socket, and the ports LKL owns.
-//! * `placement`: deciding a socket's stack when its role shows, and moving it to the host.
-//! * `firewall` (crate lkl-firewall): rules that keep the host stack from answering for LKL.
-//! * `ownership`: the ports LKL owns, with the packet filter and firewall in step.
-//! * `stack`: the kernel's life: lazy boot with the packet backend, exit, fork.
-//! * `hooks`: the exported glibc functions, routing each call to LKL or to glibc.
-//! * `fdtable`: host fd numbers standing for LKL sockets (placeholders) and epoll sides.
-//! * `poll`, `epoll`, `notify`: waiting on host fds and LKL sockets together.
-//! * `blocking`: blocking calls on LKL sockets, slept in the host (signals, timeouts).
+//! Where things are, in layers: each module uses only modules listed before it
+//! (`tests/src_modules_form_no_import_cycle.rs` checks that no imports go round in a circle).
 //! * `host`: glibc's own functions, for every host call the library makes.
 //! * `ffi`: results to errno, and no panic across the C boundary.
-//! * `tcpinfo`: debug lines with TCP_INFO of LKL's connections (LKL's `ss -ti`).
+//! * `time`: the waiting calls' deadlines and timespecs.
+//! * `gate`: calls into the kernel counted, so that exit halts it only with nobody inside.
+//! * `config`: the environment (`LKL_HIJACK_*`), checked before `main`.
+//! * `policy` (crate lkl-firewall): which stack serves which socket, and the ports LKL owns.
+//! * `firewall` (crate lkl-firewall): rules that keep the host stack from answering for LKL.
+//! * `ownership`: the ports LKL owns, with the packet filter and firewall in step.
 //! * `gocheck`: recognising gc-built Go programs, whose sockets preloading cannot move.
+//! * `boot`: starting the kernel and its packet backend from the configuration.
+//! * `kernel`: the kernel for every module: booted on first use, calls through the gate,
+//!   halted at exit, given up in a forked child.
+//! * `notify`: LKL readiness signalled to a host eventfd.
+//! * `tcpinfo`: debug lines with TCP_INFO of LKL's connections (LKL's `ss -ti`).
+//! * `objects`: what a number stands for: LKL sockets and the LKL side of epoll instances.
+//! * `fdtable`: host fd numbers standing for those objects (placeholders).
+//! * `poll`, `epoll`: waiting on host fds and LKL sockets together.
+//! * `blocking`: blocking calls on LKL sockets, slept in the host (signals, timeouts).
+//! * `placement`: deciding a socket's stack when its role shows, and moving it to the host.
+//! * `hooks`: the exported glibc functions, routing each call to LKL or to glibc.
+//! * `lifecycle`: configuration before `main`, sockets closed and the kernel halted at exit,
+//!   a forked child's view.
 
 pub use lkl;
 // The policy and firewall live in their own crate, shared with the `lkl-run` launcher.
@@ -23,16 +32,21 @@ use lkl_firewall as firewall;
 pub use lkl_firewall::policy;
 
 mod blocking;
+mod boot;
 pub mod config;
 mod epoll;
 mod fdtable;
 mod ffi;
+mod gate;
 mod gocheck;
 mod hooks;
 mod host;
+mod kernel;
+mod lifecycle;
 mod notify;
+mod objects;
 mod ownership;
 mod placement;
 mod poll;
-mod stack;
 mod tcpinfo;
+mod time;

@@ -9,7 +9,7 @@ use std::ffi::{c_int, c_long, c_void};
 use lkl::sys::{__NR_lkl_notify_add, __NR_lkl_notify_del};
 
 use crate::ffi::{host_result, SysResult};
-use crate::{host, stack};
+use crate::{host, kernel};
 
 /// A host eventfd (close-on-exec).
 pub struct EventFd {
@@ -107,13 +107,23 @@ extern "C" fn signal_eventfd(arg: *mut c_void) {
 /// eventfd must outlive it.
 pub struct Notifier(c_long);
 
+/// Tests: the next attach fails as the kernel's does when it cannot allocate the notifier
+/// (ENOMEM), which a test cannot bring about on demand.
+#[cfg(test)]
+pub static FAIL_NEXT_ATTACH: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 impl Notifier {
     pub fn attach(lkl_fd: lkl::Fd, efd: &EventFd) -> SysResult<Notifier> {
+        #[cfg(test)]
+        if FAIL_NEXT_ATTACH.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(lkl::Errno::ENOMEM);
+        }
         let callback: extern "C" fn(*mut c_void) = signal_eventfd;
         // SAFETY: the callback is a function of this library (alive for the process), the
         // argument is a plain number; the kernel only calls the callback with it.
         unsafe {
-            stack::call(
+            kernel::call(
                 __NR_lkl_notify_add,
                 [
                     c_long::from(lkl_fd),
@@ -132,6 +142,6 @@ impl Notifier {
 impl Drop for Notifier {
     fn drop(&mut self) {
         // SAFETY: the handle came from lkl_notify_add and is given back exactly once.
-        let _ = unsafe { stack::call(__NR_lkl_notify_del, [self.0, 0, 0, 0, 0, 0]) };
+        let _ = unsafe { kernel::call(__NR_lkl_notify_del, [self.0, 0, 0, 0, 0, 0]) };
     }
 }

@@ -13,11 +13,12 @@ use libc::{sockaddr, socklen_t};
 use lkl::sys::__NR_getsockname;
 use lkl::Errno;
 
-use crate::fdtable::{self, Pending, Socket};
+use crate::fdtable;
 use crate::ffi::{host_result, narrow, read_user_slice, SysResult};
+use crate::objects::{Pending, Socket};
 use crate::ownership::Ownership;
 use crate::policy::Clients;
-use crate::{host, stack};
+use crate::{host, kernel};
 
 /// Where a new socket goes.
 pub enum Start {
@@ -68,7 +69,7 @@ fn lkl_port(sock: &Socket) -> SysResult<u16> {
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
     // SAFETY: a live sockaddr_storage and its length for the call.
     let r: c_int = narrow(unsafe {
-        stack::call(
+        kernel::call(
             __NR_getsockname,
             [
                 c_long::from(sock.lkl),
@@ -113,7 +114,7 @@ pub unsafe fn bound(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> SysResult<()> {
-    let own = stack::ownership();
+    let own = kernel::ownership();
     let mut pending = sock.pending.lock();
     let Some(p) = pending.as_mut() else {
         drop(pending);
@@ -153,7 +154,7 @@ fn bound_to_lkl_only(sock: &Socket, own: &Ownership) -> bool {
 pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
     let provisional = sock.pending.lock().is_some();
     if provisional {
-        let own = stack::ownership();
+        let own = kernel::ownership();
         let port = lkl_port(sock)?;
         let lkl = bound_to_lkl_only(sock, own)
             || (port != 0 && own.policy.listens_in_lkl(port))
@@ -171,7 +172,7 @@ pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
 pub fn listening(sock: &Socket) -> SysResult<()> {
     let port = lkl_port(sock)?;
     sock.set_listening(port);
-    stack::ownership().listening(port);
+    kernel::ownership().listening(port);
     Ok(())
 }
 
@@ -190,7 +191,7 @@ pub unsafe fn connect(
     if sock.pending.lock().is_none() {
         return Ok(true);
     }
-    let own = stack::ownership();
+    let own = kernel::ownership();
     let to_lkl_listener = ip_of(addr, len)
         .is_some_and(|(ip, port)| sock.stream && own.is_local(ip) && own.lkl_listens_on(port));
     if to_lkl_listener || bound_to_lkl_only(sock, own) || own.policy.clients == Clients::Lkl {

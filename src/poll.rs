@@ -6,43 +6,17 @@
 //! behave exactly as the host's. No thread is started for a wait.
 
 use std::ffi::{c_int, c_long};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libc::{pollfd, sigset_t};
 use lkl::sys::__NR_ppoll;
 use lkl::Errno;
 
-use crate::fdtable::{self, Entry};
+use crate::fdtable;
 use crate::ffi::{host_result, read_user_slice, write_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
-use crate::{host, stack};
-
-/// A timeout as a deadline; `None` waits forever.
-#[derive(Clone, Copy)]
-pub struct Deadline(Option<Instant>);
-
-impl Deadline {
-    pub fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline(timeout.map(|t| Instant::now() + t))
-    }
-
-    /// Time left; `Some(ZERO)` once passed.
-    pub fn remaining(self) -> Option<Duration> {
-        self.0.map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    pub fn passed(self) -> bool {
-        self.remaining() == Some(Duration::ZERO)
-    }
-}
-
-pub fn timespec(d: Duration) -> libc::timespec {
-    libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    }
-}
+use crate::time::{timespec, Deadline};
+use crate::{host, kernel};
 
 /// LKL's poll of `fds` (LKL numbers) without waiting; fills revents.
 pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
@@ -53,7 +27,7 @@ pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
     // SAFETY: `fds` and `zero` are live for the call; the kernel's pollfd and timespec have
     // the host's layout (64-bit asm-generic UAPI).
     let n = unsafe {
-        stack::call(
+        kernel::call(
             __NR_ppoll,
             [
                 fds.as_mut_ptr() as c_long,
@@ -82,24 +56,44 @@ fn host_poll(
     Ok(n as usize)
 }
 
+/// The entries of a poll array by where they live, as indices in ascending order.
+struct Split<E> {
+    /// LKL sockets, with what `lookup` found for them.
+    ours: Vec<(usize, E)>,
+    /// LKL sockets a forked child cannot use: as invalid as closed fds.
+    invalid: Vec<usize>,
+    /// The host's (negative fds too, which the host's poll skips).
+    host: Vec<usize>,
+}
+
+/// Sorts `fds` in one pass; `lookup` is the fd table's.
+fn split<E>(fds: &[pollfd], lookup: impl Fn(c_int) -> SysResult<Option<E>>) -> Split<E> {
+    let mut split = Split {
+        ours: Vec::new(),
+        invalid: Vec::new(),
+        host: Vec::new(),
+    };
+    for (i, p) in fds.iter().enumerate() {
+        match if p.fd >= 0 { lookup(p.fd) } else { Ok(None) } {
+            Ok(Some(e)) => split.ours.push((i, e)),
+            Ok(None) => split.host.push(i),
+            Err(_) => split.invalid.push(i),
+        }
+    }
+    split
+}
+
 /// poll(2) semantics over `fds`, whatever they are. `mask` as for ppoll (null: none).
 pub fn poll(
     fds: &mut [pollfd],
     timeout: Option<Duration>,
     mask: *const sigset_t,
 ) -> SysResult<c_int> {
-    // Which entries are LKL sockets; a forked child's are as invalid as closed fds.
-    let mut ours: Vec<(usize, Arc<Entry>)> = Vec::new();
-    let mut invalid: Vec<usize> = Vec::new();
-    for (i, p) in fds.iter().enumerate() {
-        if p.fd >= 0 {
-            match fdtable::socket(p.fd) {
-                Ok(Some(e)) => ours.push((i, e)),
-                Ok(None) => {}
-                Err(_) => invalid.push(i),
-            }
-        }
-    }
+    let Split {
+        ours,
+        invalid,
+        host: host_idx,
+    } = split(fds, fdtable::socket);
     if ours.is_empty() && invalid.is_empty() {
         return host_poll(fds, timeout, mask).map(|n| n as c_int);
     }
@@ -110,9 +104,6 @@ pub fn poll(
             events: fds[*i].events,
             revents: 0,
         })
-        .collect();
-    let host_idx: Vec<usize> = (0..fds.len())
-        .filter(|i| !ours.iter().any(|(j, _)| j == i) && !invalid.contains(i))
         .collect();
     let mut host_fds: Vec<pollfd> = host_idx.iter().map(|&i| fds[i]).collect();
     let deadline = Deadline::after(timeout);
@@ -254,4 +245,37 @@ pub fn select(
         }
     }
     Ok((count, deadline.remaining()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn entries_are_split_by_stack_in_order_with_one_lookup_each() {
+        let fds: Vec<pollfd> = [5, -1, 7, 3, 9, 7]
+            .into_iter()
+            .map(|fd| pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let lookups = Cell::new(0);
+        // 7 is an LKL socket, 9 one of a forked child's parent, the rest are host fds.
+        let split = split(&fds, |fd| {
+            lookups.set(lookups.get() + 1);
+            match fd {
+                7 => Ok(Some(fd)),
+                9 => Err(Errno::EBADF),
+                _ => Ok(None),
+            }
+        });
+        assert_eq!(split.ours, [(2, 7), (5, 7)]);
+        assert_eq!(split.invalid, [4]);
+        assert_eq!(split.host, [0, 1, 3]);
+        assert_eq!(lookups.get(), 5, "none for the negative fd");
+    }
 }

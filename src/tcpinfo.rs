@@ -7,7 +7,7 @@ use std::mem::size_of;
 
 use lkl::sys::{tcp_info, IPPROTO_TCP, TCP_CONGESTION, TCP_INFO};
 
-use crate::stack;
+use crate::kernel;
 
 /// TCP states (include/net/tcp_states.h) that are no connection.
 const TCP_CLOSE: u8 = 7;
@@ -24,7 +24,7 @@ pub fn log(event: &str, fd: lkl::Fd) {
 }
 
 fn describe(fd: lkl::Fd) -> Option<String> {
-    stack::with_kernel(|k| {
+    kernel::with_kernel(|k| {
         let mut info = tcp_info::default();
         // SAFETY: tcp_info is plain integers; the kernel writes at most its size into it.
         let bytes = unsafe {

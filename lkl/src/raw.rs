@@ -5,6 +5,11 @@
 //! library would land in that hook. Host calls that must reach the host kernel as they are use
 //! these instead. Semantics are libc's: -1 with errno set on failure.
 
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "lkl::raw makes host system calls with the x86-64 `syscall` instruction: x86-64 only"
+);
+
 use std::arch::asm;
 use std::ffi::c_long;
 

@@ -6,8 +6,8 @@ use lkl::sys::*;
 
 use super::{host_call, lkl_call, on_fd};
 use crate::fdtable;
-use crate::fdtable::Socket;
 use crate::ffi::{hook, read_user, SysResult};
+use crate::objects::Socket;
 
 #[no_mangle]
 pub extern "C" fn close(fd: c_int) -> c_int {

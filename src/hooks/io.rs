@@ -9,8 +9,9 @@ use lkl::Errno;
 
 use super::{chk_fail, host_call, lkl_call, on_fd, sigpipe_on_epipe};
 use crate::blocking::{self, Dir, IovCursor};
-use crate::fdtable::{self, Socket};
+use crate::fdtable;
 use crate::ffi::{hook, read_user, write_user_slice, SysResult};
+use crate::objects::Socket;
 use crate::placement;
 
 /// A receive: one call, waiting first if the socket is blocking; with MSG_WAITALL on a

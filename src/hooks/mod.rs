@@ -8,19 +8,21 @@
 //! host's layout, and it reads and writes them with plain memory copies).
 //!
 //! Variadic prototypes (fcntl, ioctl) are defined with their one optional argument as a fixed
-//! parameter: on x86-64 and aarch64 Linux, variadic integer and pointer arguments travel in the
-//! same registers as fixed ones.
+//! parameter: on x86-64 Linux (the only target; the lkl crate's host calls are x86-64
+//! assembly), variadic integer and pointer arguments travel in the same registers as fixed
+//! ones.
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!("the variadic hooks assume the x86-64 or aarch64 Linux calling convention");
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("the variadic hooks assume the x86-64 Linux calling convention");
 
 use std::ffi::c_int;
 
 use lkl::Errno;
 
-use crate::fdtable::{self, Socket};
+use crate::fdtable;
 use crate::ffi::{CReturn, SysResult};
-use crate::stack;
+use crate::kernel;
+use crate::objects::Socket;
 
 mod fd;
 mod io;
@@ -37,7 +39,7 @@ macro_rules! lkl_call {
         args[..given.len()].copy_from_slice(&given);
         // SAFETY: the pointer arguments are the hook caller's, passed on unchanged (see the
         // module comment); the others are plain values.
-        $crate::ffi::narrow(unsafe { $crate::stack::call($nr, args) })
+        $crate::ffi::narrow(unsafe { $crate::kernel::call($nr, args) })
     }};
 }
 pub(crate) use lkl_call;
@@ -76,7 +78,7 @@ fn sigpipe_on_epipe<T>(r: SysResult<T>, flags: c_int) -> SysResult<T> {
 /// Whether a socket of this family lives in LKL (the host keeps AF_UNIX, AF_NETLINK,
 /// AF_PACKET, ...).
 fn lkl_family(domain: c_int) -> bool {
-    (domain == libc::AF_INET || domain == libc::AF_INET6) && stack::enabled()
+    (domain == libc::AF_INET || domain == libc::AF_INET6) && kernel::enabled()
 }
 
 /// glibc's fortify check failed: abort as glibc would.

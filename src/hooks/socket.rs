@@ -8,10 +8,11 @@ use lkl::Errno;
 
 use super::{host_call, lkl_call, lkl_family, on_fd};
 use crate::blocking::{self, Dir};
-use crate::fdtable::{self, Object, Pending, Socket};
+use crate::fdtable;
 use crate::ffi::{hook, SysResult};
+use crate::objects::{Object, Pending, Socket};
 use crate::placement::{self, Start};
-use crate::{stack, tcpinfo};
+use crate::{kernel, tcpinfo};
 
 /// Gives a new LKL socket its host number. SOCK_CLOEXEC is the number's and SOCK_NONBLOCK
 /// the program's view; inside LKL every socket is nonblocking.
@@ -33,7 +34,7 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
         }
         let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
         let kind = ty & !flags;
-        let pending = match placement::start(kind, stack::ownership()) {
+        let pending = match placement::start(kind, kernel::ownership()) {
             Start::Host => return host_call!(socket(domain, ty, protocol)),
             Start::Lkl => None,
             Start::Provisional => Some(placement::pending(domain, kind, protocol)),

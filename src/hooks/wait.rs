@@ -8,7 +8,7 @@ use lkl::Errno;
 
 use super::{chk_fail, host_call};
 use crate::ffi::{hook, read_user, read_user_slice, write_user_slice, SysResult};
-use crate::{epoll, fdtable, poll};
+use crate::{epoll, fdtable, poll, time};
 
 /// A poll-style millisecond timeout (negative: forever).
 fn from_ms(ms: c_int) -> Option<Duration> {
@@ -36,7 +36,7 @@ fn poll_any(
     mask: *const sigset_t,
 ) -> SysResult<c_int> {
     if !fdtable::in_use() {
-        let ts = timeout.map(poll::timespec);
+        let ts = timeout.map(time::timespec);
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
         return host_call!(ppoll(fds, n, ts_ptr, mask));
     }

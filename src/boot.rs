@@ -1,0 +1,164 @@
+//! Starting the kernel from the configuration: its memory and command line, the packet
+//! backend (opened while Linux boots), the interface, sysctls and the ports LKL owns. Every
+//! failure names the variable to fix, and a configuration error ends the program (`fatal`).
+
+use std::ffi::{c_int, c_long};
+use std::sync::Arc;
+
+use lkl::netdev::NetBackend;
+use lkl::packet::{PacketBackend, PacketConfig};
+use lkl::{BootOptions, InterfaceConfig, Ipv4Net, Ipv6Net, Kernel};
+
+use crate::config::HijackConfig;
+use crate::firewall::Firewall;
+use crate::host;
+use crate::ownership::{self, Ownership};
+
+/// The kernel's way to the host network: the packet device and the ports LKL owns on it.
+pub struct Network {
+    pub backend: Arc<PacketBackend>,
+    pub ownership: Ownership,
+}
+
+/// Exit status for a configuration error (EX_CONFIG in sysexits.h).
+const EX_CONFIG: c_int = 78;
+
+/// One line on stderr and exit status 78: the program must not run on the wrong stack.
+pub fn fatal(msg: &str) -> ! {
+    host::write_stderr(format!("lkl-hijack: {msg}\n").as_bytes());
+    // SAFETY: _exit ends the process without running anything of the program.
+    unsafe { libc::_exit(EX_CONFIG) }
+}
+
+/// Boots the kernel and connects it to the host interface; the error says what to fix.
+pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
+    let started = std::time::Instant::now();
+    let net = &cfg.net;
+    let policy = &cfg.policy;
+    let shared = ownership::is_shared(net.ip, net.ipv6);
+    let (tcp, udp) = ownership::initial_ports(policy);
+    // Opened while the kernel boots: the host makes the socket's setup wait.
+    let opening = PacketBackend::open_in_background(
+        PacketConfig {
+            ifname: net.host_if.clone(),
+            ipv4: net.ip,
+            ipv6: net.ipv6,
+            next_hop: net.gateway,
+            admit: ownership::admit(shared, &tcp, &udp),
+            offload: net.offload,
+            rx_ring: true,
+        },
+        net.fd,
+    );
+    let kernel = Kernel::boot(BootOptions {
+        mem_mib: cfg.mem_mib,
+        cmdline_extra: cfg.boot_cmdline.clone(),
+    })
+    .map_err(|e| match e {
+        lkl::Error::NotEnoughMemory { .. } => format!("LKL_HIJACK_MEMSIZE={}M: {e}", cfg.mem_mib),
+        _ => format!("LKL_HIJACK_BOOT_CMDLINE={}: {e}", cfg.boot_cmdline),
+    })?;
+    if let Some(q) = &cfg.qdisc {
+        // The device gets the default qdisc when it comes up, below.
+        kernel
+            .sysctl_write("net.core.default_qdisc", q)
+            .map_err(|e| format!("LKL_HIJACK_NET_QDISC={q}: not a qdisc of this kernel ({e})"))?;
+    }
+    // LKL's own fd limit (1024 by default) would cap a server's connections long before the
+    // host's: every LKL socket also holds a host placeholder, so the host limit still rules.
+    let unlimited = libc::rlimit64 {
+        rlim_cur: 1 << 20,
+        rlim_max: 1 << 20,
+    };
+    // SAFETY: prlimit64 reads the new limit from a live struct; no old one is asked for.
+    unsafe {
+        kernel.syscall(
+            lkl::sys::__NR_prlimit64,
+            [
+                0,
+                libc::RLIMIT_NOFILE as c_long,
+                &unlimited as *const _ as c_long,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+    .map_err(|e| format!("cannot raise the kernel's fd limit: {e}"))?;
+    // LKL's own clients take ports the host's do not (its ip_local_port_range).
+    let (lo, hi) = policy.client_ports;
+    kernel
+        .sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
+        .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
+    let backend = opening.wait().map_err(|e| e.to_string())?;
+    let mtu = net.mtu.unwrap_or_else(|| backend.mtu());
+    let dev = kernel
+        .netdev_add(None, mtu, Arc::clone(&backend))
+        .map_err(|e| format!("LKL_HIJACK_NET_MTU={mtu}: the kernel refused the device: {e}"))?;
+    backend
+        .start_rx(dev.irq)
+        .map_err(|e| format!("cannot start the packet receive thread: {e}"))?;
+    log::debug!(
+        "{} on host interface {}: {}",
+        dev.name,
+        net.host_if,
+        if backend.tso() {
+            "offloads on (the host segments TCP and finishes checksums)"
+        } else {
+            "offloads off (TCP segmented and checksummed in LKL)"
+        }
+    );
+    let iface = InterfaceConfig {
+        mtu: None,
+        ipv4: net.ip.map(|addr| Ipv4Net {
+            addr,
+            prefix_len: net.netmask_len,
+        }),
+        ipv4_peer: None,
+        ipv4_gateway: net.gateway,
+        ipv6: net.ipv6.map(|addr| Ipv6Net {
+            addr,
+            prefix_len: net.netmask6_len,
+        }),
+        ipv6_gateway: net.gateway6,
+    };
+    kernel.configure_interface(&dev.name, &iface).map_err(|e| {
+        format!(
+            "LKL_HIJACK_NET_IP/IPV6/GATEWAY: configuring {} failed: {e}",
+            dev.name
+        )
+    })?;
+    for (key, value) in &cfg.sysctls {
+        if kernel.sysctl_read(key).is_err() {
+            return Err(format!(
+                "LKL_HIJACK_SYSCTL: {key}: no such sysctl in this kernel"
+            ));
+        }
+        kernel.sysctl_write(key, value).map_err(|e| {
+            format!("LKL_HIJACK_SYSCTL: {key}={value}: the kernel refused the value ({e})")
+        })?;
+    }
+    let firewall = Firewall::new(policy.firewall, &net.host_if, net.ip, net.ipv6);
+    let ownership = Ownership::new(
+        policy.clone(),
+        net.ip,
+        net.ipv6,
+        shared,
+        Arc::clone(&backend),
+        firewall,
+    );
+    log::debug!(
+        "booted Linux in {:.1} ms: {} on host {} ({:?}, {:?}){}",
+        started.elapsed().as_secs_f64() * 1e3,
+        dev.name,
+        net.host_if,
+        net.ip,
+        net.ipv6,
+        if shared {
+            ", address shared with the host"
+        } else {
+            ""
+        }
+    );
+    Ok((kernel, Network { backend, ownership }))
+}
