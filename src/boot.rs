@@ -108,6 +108,14 @@ pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
             "offloads off (TCP segmented and checksummed in LKL)"
         }
     );
+    for f in lkl::host_features::fallbacks() {
+        log::debug!(
+            "the host kernel lacks {} (Linux {}): {}",
+            f.feature,
+            f.since,
+            f.instead
+        );
+    }
     let iface = InterfaceConfig {
         mtu: None,
         ipv4: net.ip.map(|addr| Ipv4Net {

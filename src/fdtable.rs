@@ -165,6 +165,11 @@ pub fn close(fd: c_int) -> SysResult<c_int> {
 
 /// close_range(2).
 pub fn close_range(first: u32, last: u32, flags: c_int) -> SysResult<c_int> {
+    // Checked before anything is closed, as the kernel does.
+    let known = (libc::CLOSE_RANGE_CLOEXEC | libc::CLOSE_RANGE_UNSHARE) as c_int;
+    if first > last || flags & !known != 0 {
+        return Err(Errno::EINVAL);
+    }
     let mut released = Vec::new();
     {
         let mut table = TABLE.write();
@@ -181,8 +186,7 @@ pub fn close_range(first: u32, last: u32, flags: c_int) -> SysResult<c_int> {
             }
         }
     }
-    // SAFETY: closing numbers is always memory-safe; the range is the caller's.
-    let ret = host_result(unsafe { host::close_range(first, last, flags) });
+    let ret = host_result(host::close_range(first, last, flags));
     released.into_iter().for_each(release);
     ret
 }

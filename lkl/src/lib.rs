@@ -15,6 +15,7 @@ mod addr;
 pub mod consts;
 mod errno;
 mod fault;
+pub mod host_features;
 mod host_ops;
 mod ifconfig;
 mod kernel;

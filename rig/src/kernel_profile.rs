@@ -110,11 +110,13 @@ pub struct KernelProfile {
 impl KernelProfile {
     /// Every profile, oldest first.
     pub fn all() -> impl Iterator<Item = KernelProfile> {
-        PROFILES.iter().map(|&(name, release, hosts)| KernelProfile {
-            name,
-            release,
-            hosts,
-        })
+        PROFILES
+            .iter()
+            .map(|&(name, release, hosts)| KernelProfile {
+                name,
+                release,
+                hosts,
+            })
     }
 
     /// The profile called `name` ("3.10", "4.18", "5.4", "5.10").

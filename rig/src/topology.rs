@@ -386,7 +386,10 @@ impl VenetBuilder {
         // OpenVZ's venet0 is ARPHRD_VOID (`link/void`), and the library chooses its packet
         // socket by the link type: give the tun that type (it must be set while down).
         container.in_thread(|| sys::set_tun_link_type(VENET_IF, libc::ARPHRD_VOID))??;
-        ip_batch(peer.name(), &[format!("tuntap add dev {VENET_PEER_IF} mode tun")])?;
+        ip_batch(
+            peer.name(),
+            &[format!("tuntap add dev {VENET_PEER_IF} mode tun")],
+        )?;
         let tun_setup = |dev: &str| {
             [
                 // No IPv6 link-local address (venet0 has none, and it would send router

@@ -108,7 +108,15 @@ fn rig_bin() -> PathBuf {
 fn lkl_rig_kernel_profile_runs_a_program_under_the_profile_and_its_children_too() {
     // The probe runs as a grandchild (sh starts python3): the filter is inherited.
     let mut cmd = Command::new(rig_bin());
-    cmd.args(["kernel-profile", "4.18", "--", "sh", "-c", "exec python3 -c \"$0\"", PROBE]);
+    cmd.args([
+        "kernel-profile",
+        "4.18",
+        "--",
+        "sh",
+        "-c",
+        "exec python3 -c \"$0\"",
+        PROBE,
+    ]);
     assert_eq!(
         answers(cmd),
         [
