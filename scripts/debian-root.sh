@@ -12,7 +12,7 @@ suite="$1"
 [[ "$suite" =~ ^[a-z]+$ ]] || { echo "$me: bad suite name $suite (e.g. bullseye)" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "$me: run it as root (mmdebstrap's root mode)" >&2; exit 1; }
 . "$(dirname "${BASH_SOURCE[0]}")/lib/packages.sh"
-install_packages "$me" mmdebstrap debian-archive-keyring util-linux coreutils
+install_packages "$me" mmdebstrap debian-archive-keyring
 
 mirror=http://deb.debian.org/debian
 # python3: the server the tests run; iptables: lkl-run's firewall tool there (the host's
