@@ -6,6 +6,17 @@ use std::env;
 use std::path::{Path, PathBuf};
 
 use crate::files::{read, walk_files};
+use crate::tools::Tool;
+
+/// bindgen loads libclang when it runs, which is on every run of this script. Loading it here
+/// first lets a missing libclang be named with the other missing tools; bindgen then finds it
+/// already loaded on this thread and uses it.
+pub fn libclang_missing() -> Option<Tool> {
+    clang_sys::load().err().map(|_| Tool {
+        name: "libclang",
+        package: "libclang-dev",
+    })
+}
 
 pub fn generate_bindings(manifest: &Path, built: &Path) {
     let wrapper = manifest.join("wrapper.h");

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::files::{read_dir, remove_dir_all};
 use crate::inputs::Inputs;
-use crate::kbuild::build_kernel;
+use crate::kbuild::{self, build_kernel};
 use crate::lock::FileLock;
 use crate::source::{Source, Version};
+use crate::tools;
 
 pub fn cache_root() -> PathBuf {
     if let Some(dir) = env::var_os("LKL_BUILD_CACHE").filter(|v| !v.is_empty()) {
@@ -56,6 +57,11 @@ pub fn ensure_built(
     // Another process may have finished it while this one waited.
     if is_complete(&done) {
         return done;
+    }
+    // A miss: only now do the kernel build's own tools matter, so a warm cache needs none.
+    let path = env::var_os("PATH").unwrap_or_default();
+    if let Some(line) = tools::report(&tools::missing(&kbuild::tools(source, inputs), &path)) {
+        panic!("{line}");
     }
     remove_stale_builds(cache, key);
     if done.exists() {

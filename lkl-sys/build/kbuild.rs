@@ -13,6 +13,7 @@ use crate::files::{copy_dir, copy_file, read_dir, remove_dir_all};
 use crate::inputs::Inputs;
 use crate::runner::Build;
 use crate::source::{Source, Version};
+use crate::tools::{self, Tool};
 
 /// `make` with an environment of our own: cargo's jobserver variables (MAKEFLAGS,
 /// CARGO_MAKEFLAGS) and its build-script variables (TARGET, PROFILE, DEBUG, CC...) would
@@ -46,6 +47,12 @@ impl Build {
                 .args(args),
         );
     }
+}
+
+/// What `build_kernel` runs: kbuild's own programs, tar for the source and patch if there are
+/// patches.
+pub fn tools(source: &Source, inputs: &Inputs) -> Vec<Tool> {
+    tools::for_kbuild(source.tarball(), !inputs.patches.is_empty())
 }
 
 pub fn build_kernel(cache: &Path, key: &str, source: &Source, version: &Version, inputs: &Inputs) {

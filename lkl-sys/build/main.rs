@@ -7,9 +7,10 @@
 //! concurrent cargo invocations serialize on a lock file, and a finished entry appears by one
 //! atomic rename.
 //!
-//! The rooms: `source` (finding the kernel source), `inputs` and `hash` (the cache key),
-//! `cache` and `lock` (the cache directory), `kbuild`, `runner` and `config` (the kernel
-//! build), `bindings` (bindgen), `files` (file-system helpers).
+//! The rooms: `tools` (what the build runs, checked before anything starts), `source` (finding
+//! the kernel source), `inputs` and `hash` (the cache key), `cache` and `lock` (the cache
+//! directory), `kbuild`, `runner` and `config` (the kernel build), `bindings` (bindgen),
+//! `files` (file-system helpers).
 
 mod bindings;
 mod cache;
@@ -21,6 +22,7 @@ mod kbuild;
 mod lock;
 mod runner;
 mod source;
+mod tools;
 
 use std::env;
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ fn main() {
 
     let inputs = Inputs::collect(&manifest);
     let source = Source::find();
+    require_tools_for_every_build(&source, &inputs);
     let version = source.version();
     let key = format!(
         "linux-{}-{:016x}",
@@ -55,3 +58,18 @@ fn main() {
     bindings::generate_bindings(&manifest, &built);
 }
 
+/// Stops the build, in one line, if a tool that every build needs is missing: those that
+/// compute the cache key, and libclang for the bindings. Without them the key cannot be
+/// computed, so whether the kernel must be built is unknown: the line then names the kernel
+/// build's missing tools too, so that one run lists everything to install.
+fn require_tools_for_every_build(source: &Source, inputs: &Inputs) {
+    let path = env::var_os("PATH").unwrap_or_default();
+    let mut missing = tools::missing(&tools::for_key(source.tarball()), &path);
+    missing.extend(bindings::libclang_missing());
+    if !missing.is_empty() {
+        missing.extend(tools::missing(&kbuild::tools(source, inputs), &path));
+    }
+    if let Some(line) = tools::report(&missing) {
+        panic!("{line}");
+    }
+}

@@ -72,6 +72,15 @@ impl Source {
         }
     }
 
+    /// The tarball, if the source is one (reading and unpacking it need tar and its
+    /// decompressor).
+    pub fn tarball(&self) -> Option<&Path> {
+        match self {
+            Source::Tarball(t) => Some(t),
+            Source::Dir(_) => None,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         match self {
             Source::Tarball(p) | Source::Dir(p) => p,
