@@ -1,6 +1,6 @@
 //! Raw bindings to Linux 6.12 built as a library (the project's `lkl` arch port).
 //!
-//! `build.rs` builds `liblkl.a` and runs bindgen over the kernel's installed UAPI headers
+//! `build/` builds `liblkl.a` and runs bindgen over the kernel's installed UAPI headers
 //! (`wrapper.h`): the host ABI (`lkl_host_ops`, `lkl_start_kernel`, `lkl_syscall`, ...), the
 //! asm-generic system call numbers (`__NR_*`, not x86-64's) and the socket, epoll, fcntl and
 //! errno definitions as the kernel sees them. The safe layer is the `lkl` crate.
@@ -12,5 +12,5 @@
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
 /// Directory holding `liblkl.a` (and the installed headers under `include/`) that this crate
-/// links: the build cache entry chosen by `build.rs`.
+/// links: the build cache entry chosen by the build script.
 pub const LIB_DIR: &str = env!("LKL_LIB_DIR");
