@@ -65,7 +65,7 @@ extern "C" fn init(_argc: c_int, _argv: *const *const c_char, _envp: *const *con
             }
             if let Some(fd) = c.net.fd {
                 if let Err(e) = lkl::packet::claim_inherited(fd) {
-                    fatal(&e.to_string());
+                    fatal(&crate::config::backend_open_error(&e));
                 }
             }
             if gocheck::built_by_gc_go(c"/proc/self/exe") {
@@ -208,7 +208,9 @@ fn boot(cfg: &HijackConfig) -> Result<Stack, String> {
     kernel
         .sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
         .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
-    let backend = opening.wait().map_err(|e| e.to_string())?;
+    let backend = opening
+        .wait()
+        .map_err(|e| crate::config::backend_open_error(&e))?;
     let mtu = net.mtu.unwrap_or_else(|| backend.mtu());
     let dev = kernel
         .netdev_add(None, mtu, Arc::clone(&backend))

@@ -27,7 +27,7 @@ mod tx;
 mod vnet;
 
 pub use filter::Admit;
-pub use open::{claim_inherited, open_socket, OpenError, Opening};
+pub use open::{claim_inherited, open_socket, OpenError, OpenInput, Opening};
 
 use std::ffi::c_int;
 use std::io;
@@ -53,7 +53,7 @@ const ETH_HLEN: usize = 14;
 /// What the backend needs to know to open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketConfig {
-    /// The host interface (`LKL_HIJACK_NET_IFPARAMS`).
+    /// The host interface's name.
     pub ifname: String,
     /// LKL's addresses: the only destinations the socket filter lets through.
     pub ipv4: Option<Ipv4Addr>,

@@ -32,7 +32,9 @@ const ARPHRD_VOID: u16 = 0xffff;
 /// The packet socket's receive buffer.
 const RCVBUF_BYTES: c_int = 4 << 20;
 
-/// Why the backend could not open; displayed as one line naming the variable.
+/// Why the backend could not open. Each error is about one input, which
+/// [`input`](Self::input) names, so that a program can point its user at the setting behind
+/// it; displayed as one line: the input, then [`problem`](Self::problem).
 #[derive(Debug)]
 pub enum OpenError {
     NoSuchInterface {
@@ -49,45 +51,75 @@ pub enum OpenError {
         step: &'static str,
         error: io::Error,
     },
-    /// An inherited descriptor (`LKL_HIJACK_NET_FD`) that is not a packet socket.
+    /// An adopted descriptor that is not a packet socket.
     NotAPacketSocket {
         fd: c_int,
     },
 }
 
-impl fmt::Display for OpenError {
+/// The input an [`OpenError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenInput<'a> {
+    /// [`PacketConfig::ifname`].
+    Ifname(&'a str),
+    /// The descriptor given to [`PacketBackend::adopt`] or [`claim_inherited`].
+    Fd(c_int),
+}
+
+impl fmt::Display for OpenInput<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const VAR: &str = "LKL_HIJACK_NET_IFPARAMS";
         match self {
-            OpenError::NoSuchInterface { ifname } => {
-                write!(
-                    f,
-                    "{VAR}={ifname}: expected the name of an existing host interface"
-                )
+            OpenInput::Ifname(ifname) => write!(f, "ifname={ifname}"),
+            OpenInput::Fd(fd) => write!(f, "fd={fd}"),
+        }
+    }
+}
+
+impl OpenError {
+    /// The input at fault.
+    pub fn input(&self) -> OpenInput<'_> {
+        match self {
+            OpenError::NoSuchInterface { ifname }
+            | OpenError::InterfaceDown { ifname }
+            | OpenError::NotPermitted { ifname }
+            | OpenError::Host { ifname, .. } => OpenInput::Ifname(ifname),
+            OpenError::NotAPacketSocket { fd } => OpenInput::Fd(*fd),
+        }
+    }
+
+    /// What is wrong with the input, or what was expected of it.
+    pub fn problem(&self) -> impl fmt::Display + '_ {
+        Problem(self)
+    }
+}
+
+struct Problem<'a>(&'a OpenError);
+
+impl fmt::Display for Problem<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            OpenError::NoSuchInterface { .. } => {
+                write!(f, "expected the name of an existing host interface")
             }
-            OpenError::InterfaceDown { ifname } => {
-                write!(
-                    f,
-                    "{VAR}={ifname}: expected an interface that is up (it is down)"
-                )
+            OpenError::InterfaceDown { .. } => {
+                write!(f, "expected an interface that is up (it is down)")
             }
-            OpenError::NotPermitted { ifname } => write!(
+            OpenError::NotPermitted { .. } => write!(
                 f,
-                "{VAR}={ifname}: a packet socket needs CAP_NET_RAW, which this process lacks"
+                "a packet socket needs CAP_NET_RAW, which this process lacks"
             ),
-            OpenError::Host {
-                ifname,
-                step,
-                error,
-            } => {
-                write!(f, "{VAR}={ifname}: {step} failed: {error}")
-            }
-            OpenError::NotAPacketSocket { fd } => write!(
+            OpenError::Host { step, error, .. } => write!(f, "{step} failed: {error}"),
+            OpenError::NotAPacketSocket { .. } => write!(
                 f,
-                "LKL_HIJACK_NET_FD={fd}: expected an AF_PACKET SOCK_DGRAM socket inherited from \
-                 lkl-run (unset it to let the library open its own)"
+                "expected an open AF_PACKET socket (SOCK_RAW or SOCK_DGRAM)"
             ),
         }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.input(), self.problem())
     }
 }
 
