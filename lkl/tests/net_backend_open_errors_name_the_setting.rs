@@ -1,8 +1,8 @@
 //! A packet backend that cannot open says so in one line naming the input at fault (the
 //! interface, or a descriptor handed to it), its value and what was expected: for a missing
-//! interface, an interface that is down, a process without CAP_NET_RAW and a descriptor that
-//! is no packet socket. The preload library puts its variable's name in place of the
-//! input's. No kernel is needed: the backend fails before it has one.
+//! interface, an interface that is down, a process without CAP_NET_RAW, a descriptor that is
+//! no packet socket and a raw socket on a link type the backend does not know. The preload
+//! library puts its variable's name in place of the input's. No kernel is needed: the backend fails before it has one.
 
 use std::os::fd::AsRawFd;
 
@@ -124,4 +124,40 @@ fn a_descriptor_that_is_no_packet_socket_is_named_and_left_open() {
     assert_one_line_naming(&e, OpenInput::Fd(fd), "AF_PACKET");
     // The number stays the program's: still open.
     udp.local_addr().expect("the refused descriptor was closed");
+}
+
+#[test]
+fn a_raw_socket_on_an_unknown_link_type_is_named() {
+    let topo = VenetTopology::builder().build().unwrap();
+    // Up, so that the backend gets as far as the interface's link type.
+    topo.container_ns()
+        .run("ip", &["link", "set", "dev", "lo", "up"])
+        .unwrap();
+    let e = topo
+        .container_ns()
+        .in_thread(|| {
+            // A raw packet socket, as a launcher may hand one down, on loopback, whose
+            // link-layer header (ARPHRD_LOOPBACK) the backend cannot build.
+            // SAFETY: socket takes integers only.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            match PacketBackend::adopt(fd, &config("lo")) {
+                Ok(_) => panic!("a raw socket on lo was set up"),
+                Err(e) => e,
+            }
+        })
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            OpenError::UnknownLinkType {
+                hw_type: libc::ARPHRD_LOOPBACK,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_one_line_naming(&e, OpenInput::Ifname("lo"), "link-layer header");
+    assert!(e.to_string().contains("ARPHRD 772"), "{e}");
 }

@@ -55,6 +55,13 @@ pub enum OpenError {
     NotAPacketSocket {
         fd: c_int,
     },
+    /// A SOCK_RAW socket (an adopted one: the backend opens SOCK_DGRAM there) on an interface
+    /// whose link-layer header the backend does not know how to build and strip.
+    UnknownLinkType {
+        ifname: String,
+        /// The interface's ARPHRD_* type.
+        hw_type: u16,
+    },
 }
 
 /// The input an [`OpenError`] is about.
@@ -82,7 +89,8 @@ impl OpenError {
             OpenError::NoSuchInterface { ifname }
             | OpenError::InterfaceDown { ifname }
             | OpenError::NotPermitted { ifname }
-            | OpenError::Host { ifname, .. } => OpenInput::Ifname(ifname),
+            | OpenError::Host { ifname, .. }
+            | OpenError::UnknownLinkType { ifname, .. } => OpenInput::Ifname(ifname),
             OpenError::NotAPacketSocket { fd } => OpenInput::Fd(*fd),
         }
     }
@@ -112,6 +120,12 @@ impl fmt::Display for Problem<'_> {
             OpenError::NotAPacketSocket { .. } => write!(
                 f,
                 "expected an open AF_PACKET socket (SOCK_RAW or SOCK_DGRAM)"
+            ),
+            OpenError::UnknownLinkType { hw_type, .. } => write!(
+                f,
+                "a SOCK_RAW packet socket on it sees link-layer headers of a type the backend \
+                 does not know (ARPHRD {hw_type}); expected Ethernet, an interface without \
+                 link-layer header, or a SOCK_DGRAM socket"
             ),
         }
     }
@@ -348,7 +362,7 @@ impl PacketBackend {
             == libc::SOCK_RAW;
         if raw && !raw_capable(hw_type) {
             // A raw socket would see a link-layer header the backend does not know.
-            return Err(OpenError::NotAPacketSocket { fd: sock.raw() });
+            return Err(OpenError::UnknownLinkType { ifname, hw_type });
         }
         // Our own MAC, the source of the Ethernet headers a raw socket must build.
         let own_mac = (raw && ethernet).then(|| {
