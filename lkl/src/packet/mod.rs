@@ -1,20 +1,28 @@
-//! The packet backend: LKL's device on top of an `AF_PACKET, SOCK_DGRAM` socket bound to a
-//! host interface — the one socket type OpenVZ's `venet0` accepts.
+//! The packet backend: LKL's device on top of an `AF_PACKET` socket bound to a host
+//! interface (OpenVZ's `venet0` in real use; tun, veth and Ethernet work too).
 //!
-//! * Packets are bare IP both ways (LKL's device is L3, and SOCK_DGRAM strips and adds the
-//!   host's link-layer header), so no synthetic Ethernet header is added or removed.
+//! * LKL's device is L3: it sends and receives bare IP packets. On venet0 and tun (no
+//!   link-layer header) and on Ethernet the socket is SOCK_RAW, with PACKET_VNET_HDR where
+//!   offloads are wanted and the host takes it: a 64 KiB TCP packet then goes to the host in
+//!   one send, and the host segments it and finishes the checksum. On Ethernet the backend
+//!   builds the 14-byte header on tx (the next hop's MAC, ours) and skips it on rx. On other
+//!   link types the socket is SOCK_DGRAM and the host adds and strips the link layer
+//!   (`open.rs`).
 //! * tx (`tx.rs`): `sendmmsg`, a batch at a time, with a `sockaddr_ll` naming the protocol
 //!   (from the IP version nibble); on an Ethernet host interface also the next hop's MAC,
-//!   learned from received frames or from the host's ARP table at open.
-//! * rx: a TPACKET_V2 ring shared with the host kernel (`ring.rs`), read without a system
-//!   call per packet; where the host refuses a ring, and for packets too big for its frames,
-//!   `recvmsg(MSG_DONTWAIT|MSG_TRUNC)`. The ring's frame status or PACKET_AUXDATA tells
-//!   whether the host verified the checksum.
+//!   learned from received frames or from the host's ARP table at open (`neighbour.rs`).
+//! * rx (`rx.rs`): a TPACKET_V2 ring shared with the host kernel (`ring.rs`), read without a
+//!   system call per packet; where the host refuses a ring, and for packets too big for its
+//!   frames, `recvmsg(MSG_DONTWAIT|MSG_TRUNC)`. Each packet goes to LKL with a virtio_net_hdr
+//!   (`vnet.rs`): the host's own, else one made from the host's checksum status (the ring's
+//!   frame status or PACKET_AUXDATA).
+//! * An rx thread (`rx_thread.rs`) waits for the socket to become readable while the device
+//!   is armed, then raises the device's irq.
 //! * A classic-BPF filter (`filter.rs`) lets only packets for LKL's addresses — on an address
 //!   shared with the host, only for the ports LKL owns — reach the socket, and
 //!   PACKET_IGNORE_OUTGOING keeps our own tx out of it.
-//! * An rx thread waits for the socket to become readable while the device is armed, then
-//!   raises the device's irq.
+//! * The backend's host system calls are raw ones (`sys.rs`), never the preload library's
+//!   hooks.
 
 mod filter;
 mod neighbour;
@@ -64,7 +72,8 @@ pub struct PacketConfig {
     /// Which packets to those addresses are LKL's (see [`PacketBackend::admit`]).
     pub admit: Admit,
     /// Hand TCP GSO packets and partial checksums to the host (PACKET_VNET_HDR) where the
-    /// interface allows it (no link-layer header): one send per 64 KiB instead of per MTU.
+    /// interface allows it (a SOCK_RAW socket: Ethernet or no link-layer header): one send
+    /// per 64 KiB instead of per MTU.
     pub offload: bool,
     /// Receive through a ring shared with the host kernel where it gives one, else with one
     /// recvmsg per packet.

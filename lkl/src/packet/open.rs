@@ -1,6 +1,11 @@
 //! Opening: a packet socket on the host interface, or one a launcher opened and passed down,
 //! set up as LKL's device (filter, offloads, receive buffer and ring, bound to the
 //! interface), and why that failed.
+//!
+//! The socket type follows the interface's link type: SOCK_RAW on Ethernet and on
+//! interfaces without a link-layer header (venet0, tun), the only type that takes
+//! PACKET_VNET_HDR and so offloads; SOCK_DGRAM, which leaves the link layer to the host, on
+//! any other.
 
 use std::ffi::c_int;
 use std::fmt;
