@@ -51,7 +51,7 @@ use rx::Receiver;
 use rx_thread::RxState;
 use tx::TxScratch;
 
-// linux/if_packet.h, linux/if_ether.h
+// linux/socket.h, linux/if_packet.h, linux/if_ether.h
 const SOL_PACKET: c_int = 263;
 const PACKET_AUXDATA: c_int = 8;
 const ETH_P_IP: u16 = 0x0800;
