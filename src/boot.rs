@@ -90,7 +90,9 @@ pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
     kernel
         .sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
         .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
-    let backend = opening.wait().map_err(|e| e.to_string())?;
+    let backend = opening
+        .wait()
+        .map_err(|e| crate::config::backend_open_error(&e))?;
     let mtu = net.mtu.unwrap_or_else(|| backend.mtu());
     let dev = kernel
         .netdev_add(None, mtu, Arc::clone(&backend))

@@ -1,11 +1,14 @@
 //! The configuration from the environment, under upstream LKL's variable names where they
 //! exist.
 //! Host-dependent checks (the interface exists and is up, CAP_NET_RAW) happen when the packet
-//! backend opens (`lkl::packet::OpenError`), with errors in the same one-line style.
+//! backend opens (`lkl::packet::OpenError`), with errors in the same one-line style
+//! ([`backend_open_error`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use lkl::packet::{OpenError, OpenInput};
 
 use crate::policy::{Clients, FirewallMode, Policy, PortSet};
 
@@ -105,6 +108,19 @@ impl NetConfig {
             )?,
             offload: env.parse("LKL_HIJACK_OFFLOAD", "1 or 0", |&v: &u8| v <= 1)? != Some(0),
         }))
+    }
+}
+
+/// Why the packet backend could not open, as one line naming the variable behind the input
+/// at fault (the lkl crate names only its own inputs).
+pub fn backend_open_error(e: &OpenError) -> String {
+    match e.input() {
+        OpenInput::Ifname(ifname) => format!("{IFPARAMS}={ifname}: {}", e.problem()),
+        OpenInput::Fd(fd) => format!(
+            "LKL_HIJACK_NET_FD={fd}: {}; unset it to let the library open its own (lkl-run \
+             sets it)",
+            e.problem()
+        ),
     }
 }
 
@@ -314,6 +330,23 @@ mod tests {
 
     fn error(pairs: &[(&str, &str)]) -> String {
         NetConfig::from_vars(vars(pairs)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn backend_open_errors_name_the_variable() {
+        let down = OpenError::InterfaceDown {
+            ifname: "venet0".into(),
+        };
+        assert_eq!(
+            backend_open_error(&down),
+            "LKL_HIJACK_NET_IFPARAMS=venet0: expected an interface that is up (it is down)"
+        );
+        let not_packet = OpenError::NotAPacketSocket { fd: 0 };
+        assert_eq!(
+            backend_open_error(&not_packet),
+            "LKL_HIJACK_NET_FD=0: expected an open AF_PACKET socket (SOCK_RAW or SOCK_DGRAM); \
+             unset it to let the library open its own (lkl-run sets it)"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ extern "C" fn init(_argc: c_int, _argv: *const *const c_char, _envp: *const *con
             }
             if let Some(fd) = c.net.fd {
                 if let Err(e) = lkl::packet::claim_inherited(fd) {
-                    boot::fatal(&e.to_string());
+                    boot::fatal(&crate::config::backend_open_error(&e));
                 }
             }
             if gocheck::built_by_gc_go(c"/proc/self/exe") {

@@ -109,3 +109,16 @@ fn without_configuration_the_library_stays_out_of_the_way() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_interface_that_is_down_is_named_at_the_first_socket() {
+    let topo = venet();
+    topo.container_ns()
+        .run("ip", &["link", "set", "dev", topo.container_if(), "down"])
+        .unwrap();
+    let out = run(&topo, &[]);
+    // Only the packet backend, opened at boot, sees that the interface is down.
+    assert_refused(&out, "LKL_HIJACK_NET_IFPARAMS", true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(it is down)"), "{stderr:?}");
+}

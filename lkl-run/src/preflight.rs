@@ -139,7 +139,11 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
         ),
         e => fail(
             16,
-            format!("cannot open a packet socket on {}: {e}", iface.name),
+            format!(
+                "cannot open a packet socket on {}: {}",
+                iface.name,
+                e.problem()
+            ),
         ),
     })?;
     ok(format!("packet socket on {}", iface.name));

@@ -1,8 +1,12 @@
-//! A packet backend that cannot open says so in one line naming `LKL_HIJACK_NET_IFPARAMS`, its
-//! value and what was expected: for a missing interface, an interface that is down, and a
-//! process without CAP_NET_RAW. No kernel is needed: the backend fails before it has one.
+//! A packet backend that cannot open says so in one line naming the input at fault (the
+//! interface, or a descriptor handed to it), its value and what was expected: for a missing
+//! interface, an interface that is down, a process without CAP_NET_RAW, a descriptor that is
+//! no packet socket and a raw socket on a link type the backend does not know. The preload
+//! library puts its variable's name in place of the input's. No kernel is needed: the backend fails before it has one.
 
-use lkl::packet::{OpenError, PacketBackend, PacketConfig};
+use std::os::fd::AsRawFd;
+
+use lkl::packet::{claim_inherited, OpenError, OpenInput, PacketBackend, PacketConfig};
 use lkl_rig::{Topology, VenetTopology};
 
 fn config(ifname: &str) -> PacketConfig {
@@ -24,12 +28,13 @@ fn open_error(cfg: &PacketConfig) -> OpenError {
     }
 }
 
-fn assert_one_line_naming(e: &OpenError, ifname: &str, expected: &str) {
+fn assert_one_line_naming(e: &OpenError, input: OpenInput<'_>, expected: &str) {
+    assert_eq!(e.input(), input, "{e:?}");
     let text = e.to_string();
     assert!(!text.contains('\n'), "more than one line: {text:?}");
     assert!(
-        text.starts_with(&format!("LKL_HIJACK_NET_IFPARAMS={ifname}: ")),
-        "does not name the setting and value: {text:?}"
+        text.starts_with(&format!("{input}: ")),
+        "does not name the input and value: {text:?}"
     );
     assert!(
         text.contains(expected),
@@ -71,7 +76,11 @@ fn drop_cap_net_raw() {
 fn a_missing_interface_is_named() {
     let e = open_error(&config("nosuchif9"));
     assert!(matches!(e, OpenError::NoSuchInterface { .. }), "{e:?}");
-    assert_one_line_naming(&e, "nosuchif9", "existing host interface");
+    assert_one_line_naming(
+        &e,
+        OpenInput::Ifname("nosuchif9"),
+        "existing host interface",
+    );
 }
 
 #[test]
@@ -87,7 +96,7 @@ fn an_interface_that_is_down_is_named() {
         .in_thread(move || open_error(&cfg))
         .unwrap();
     assert!(matches!(e, OpenError::InterfaceDown { .. }), "{e:?}");
-    assert_one_line_naming(&e, &ifname, "up");
+    assert_one_line_naming(&e, OpenInput::Ifname(&ifname), "up");
 }
 
 #[test]
@@ -103,5 +112,52 @@ fn missing_cap_net_raw_is_named() {
         })
         .unwrap();
     assert!(matches!(e, OpenError::NotPermitted { .. }), "{e:?}");
-    assert_one_line_naming(&e, &ifname, "CAP_NET_RAW");
+    assert_one_line_naming(&e, OpenInput::Ifname(&ifname), "CAP_NET_RAW");
+}
+
+#[test]
+fn a_descriptor_that_is_no_packet_socket_is_named_and_left_open() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fd = udp.as_raw_fd();
+    let e = claim_inherited(fd).expect_err("a UDP socket was taken for a packet socket");
+    assert!(matches!(e, OpenError::NotAPacketSocket { .. }), "{e:?}");
+    assert_one_line_naming(&e, OpenInput::Fd(fd), "AF_PACKET");
+    // The number stays the program's: still open.
+    udp.local_addr().expect("the refused descriptor was closed");
+}
+
+#[test]
+fn a_raw_socket_on_an_unknown_link_type_is_named() {
+    let topo = VenetTopology::builder().build().unwrap();
+    // Up, so that the backend gets as far as the interface's link type.
+    topo.container_ns()
+        .run("ip", &["link", "set", "dev", "lo", "up"])
+        .unwrap();
+    let e = topo
+        .container_ns()
+        .in_thread(|| {
+            // A raw packet socket, as a launcher may hand one down, on loopback, whose
+            // link-layer header (ARPHRD_LOOPBACK) the backend cannot build.
+            // SAFETY: socket takes integers only.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            match PacketBackend::adopt(fd, &config("lo")) {
+                Ok(_) => panic!("a raw socket on lo was set up"),
+                Err(e) => e,
+            }
+        })
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            OpenError::UnknownLinkType {
+                hw_type: libc::ARPHRD_LOOPBACK,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_one_line_naming(&e, OpenInput::Ifname("lo"), "link-layer header");
+    assert!(e.to_string().contains("ARPHRD 772"), "{e}");
 }

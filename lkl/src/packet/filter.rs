@@ -6,11 +6,12 @@
 //! LKL shares its address with the host stack, only those to the ports LKL owns, so the host's
 //! own traffic never reaches LKL (which would answer it with resets and port-unreachables).
 
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use libc::sock_filter;
 
-use super::{ETH_P_IP, ETH_P_IPV6};
+use super::{sys, ETH_P_IP, ETH_P_IPV6};
 
 /// Which packets to LKL's addresses the socket admits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -195,6 +196,16 @@ pub(super) fn program(
         a.ret(0);
     }
     a.finish()
+}
+
+/// Puts `prog` on `sock`, replacing any program there atomically.
+pub(super) fn attach(sock: &sys::Fd, prog: &[sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: SO_ATTACH_FILTER takes a sock_fprog whose program the kernel copies.
+    unsafe { sys::setsockopt(sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog) }
 }
 
 /// With the transport protocol in A: load the destination port (`load_dport`) and jump to the

@@ -8,15 +8,17 @@ use std::mem::{size_of, zeroed};
 use std::ptr;
 use std::sync::atomic::Ordering;
 
-use super::{
-    shift_vnet_hdr, sys, PacketBackend, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, TX_RETRIES, TX_RETRY_WAIT,
-    VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_NONE,
-};
+use super::vnet::{shift_vnet_hdr, VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_NONE};
+use super::{sys, PacketBackend, ETH_HLEN, ETH_P_IP, ETH_P_IPV6};
 use crate::netdev::{TxBatch, TxPacket, MAX_PIECES, VNET_HDR_LEN};
 use crate::Errno;
 
 /// Most packets sent in one call (the kernel's LKL_TX_BATCH).
 const BATCH: usize = 16;
+/// How often, and after how long a wait each time, a send the host refused for a full queue
+/// is tried again.
+const TX_RETRIES: u32 = 3;
+const TX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
 /// A packet's iovecs: virtio_net_hdr, Ethernet header, its pieces.
 const IOVS: usize = 2 + MAX_PIECES;
 

@@ -1,0 +1,214 @@
+//! Receiving, in the kernel's poll: packets from the TPACKET_V2 ring shared with the host
+//! (`ring.rs`), without a system call per packet; where the host refused a ring, and for
+//! packets too big for its frames, from the socket's queue with
+//! `recvmsg(MSG_DONTWAIT|MSG_TRUNC)`. Each goes to LKL with a virtio_net_hdr (`vnet.rs`) and,
+//! on Ethernet, teaches the backend its next hop (`neighbour.rs`).
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::ptr;
+use std::sync::atomic::Ordering;
+
+use super::ring::{RxRing, TP_STATUS_COPY};
+use super::vnet::offload_hdr;
+use super::{sys, PacketBackend, ETH_HLEN, PACKET_AUXDATA, SOL_PACKET};
+use crate::netdev::{Delivery, VNET_HDR_LEN};
+use crate::Errno;
+
+/// `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// The largest packet the host may coalesce (an IP datagram).
+const RX_MAX: usize = 65535;
+
+/// The receiving side, used by the kernel's poll (one caller at a time).
+pub(super) struct Receiver {
+    /// The ring, unless the host refused one.
+    ring: Option<RxRing>,
+    /// A packet read with recvmsg: its bytes from `buf[0]`.
+    buf: Vec<u8>,
+    /// The packet in `buf` the kernel had no memory for: its length and header.
+    pending: Option<(usize, [u8; VNET_HDR_LEN])>,
+}
+
+impl Receiver {
+    pub(super) fn new(ring: Option<RxRing>) -> Receiver {
+        Receiver {
+            ring,
+            buf: vec![0; RX_MAX],
+            pending: None,
+        }
+    }
+}
+
+impl PacketBackend {
+    /// Whether packets arrive through the shared ring (else by recvmsg).
+    pub fn rx_ring(&self) -> bool {
+        self.receiver.lock().ring.is_some()
+    }
+
+    /// Hands the kernel up to `budget` received packets; returns how many it took.
+    pub(super) fn receive(
+        &self,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
+    ) -> Result<usize, Errno> {
+        let mut receiver = self.receiver.lock();
+        let Receiver { ring, buf, pending } = &mut *receiver;
+        let mut taken = 0;
+        while taken < budget {
+            let Some(ring) = ring.as_mut() else {
+                match self.deliver_from_queue(buf, pending, deliver)? {
+                    Some(Delivery::Taken) => taken += 1,
+                    Some(Delivery::NoMemory) | None => break,
+                }
+                continue;
+            };
+            let Some(frame) = ring.peek() else {
+                break;
+            };
+            let delivered = if frame.status & TP_STATUS_COPY != 0 {
+                // Too big for the frame: the whole packet waits in the receive queue.
+                let delivered = self.deliver_from_queue(buf, pending, deliver)?;
+                if delivered == Some(Delivery::Taken) {
+                    self.counters.rx_copied.fetch_add(1, Ordering::Relaxed);
+                }
+                delivered
+            } else if let Some(packet) = frame.packet() {
+                self.learn_next_hop(&frame.sll());
+                let host_hdr = if self.vnet { frame.vnet_hdr() } else { None };
+                let hdr = offload_hdr(host_hdr, frame.net - frame.mac, frame.status, packet);
+                Some(deliver(&hdr, packet))
+            } else {
+                None
+            };
+            match delivered {
+                // The frame stays ours; the next call starts with it.
+                Some(Delivery::NoMemory) => break,
+                Some(Delivery::Taken) => taken += 1,
+                None => {
+                    self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ring.release();
+        }
+        self.counters
+            .rx_packets
+            .fetch_add(taken as u64, Ordering::Relaxed);
+        Ok(taken)
+    }
+
+    /// Hands the kernel the packet kept in `buf` for lack of kernel memory, else the next one
+    /// from the socket's receive queue, and keeps it again if the kernel still has none;
+    /// None when no packet waits.
+    fn deliver_from_queue(
+        &self,
+        buf: &mut [u8],
+        pending: &mut Option<(usize, [u8; VNET_HDR_LEN])>,
+        deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
+    ) -> Result<Option<Delivery>, Errno> {
+        let Some((len, hdr)) = (match pending.take() {
+            Some(kept) => Some(kept),
+            None => self.recv(buf)?,
+        }) else {
+            return Ok(None);
+        };
+        let delivery = deliver(&hdr, &buf[..len]);
+        if delivery == Delivery::NoMemory {
+            *pending = Some((len, hdr));
+        }
+        Ok(Some(delivery))
+    }
+
+    /// Receives the next packet from the socket's queue into `buf` with recvmsg; returns its
+    /// length and virtio_net_hdr, None when none waits. Packets longer than `buf` are
+    /// counted and skipped.
+    fn recv(&self, buf: &mut [u8]) -> Result<Option<(usize, [u8; VNET_HDR_LEN])>, Errno> {
+        let link = if self.own_mac.is_some() { ETH_HLEN } else { 0 };
+        loop {
+            // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+            // Room for one cmsghdr carrying a tpacket_auxdata, u64-aligned as cmsg requires.
+            let mut control = [0u64; 8];
+            let mut host_hdr = [0u8; VNET_HDR_LEN];
+            let mut eth = [0u8; ETH_HLEN];
+            let vec = |p: *mut u8, len| libc::iovec {
+                iov_base: p.cast(),
+                iov_len: len,
+            };
+            let all = [
+                vec(host_hdr.as_mut_ptr(), VNET_HDR_LEN),
+                vec(eth.as_mut_ptr(), ETH_HLEN),
+                vec(buf.as_mut_ptr(), buf.len()),
+            ];
+            // The headers the socket gives (vnet, Ethernet), then the packet.
+            let mut iov = [all[2]; 3];
+            let mut used = 0;
+            for (v, keep) in all.into_iter().zip([self.vnet, link > 0, true]) {
+                if keep {
+                    iov[used] = v;
+                    used += 1;
+                }
+            }
+            let mut msg = ll_msghdr(&mut sll, &mut iov[..used]);
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of_val(&control);
+            let headers = link + if self.vnet { VNET_HDR_LEN } else { 0 };
+            // SAFETY: msg names sll, the control buffer, the header arrays and `buf`, all
+            // alive and exclusively ours during the call.
+            let len = match unsafe {
+                sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            } {
+                Ok(len) => len.saturating_sub(headers),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
+            };
+            if len > buf.len() {
+                self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut status = 0;
+            // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled, within
+            // msg_controllen; the auxdata payload is read unaligned.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == SOL_PACKET && (*cmsg).cmsg_type == PACKET_AUXDATA {
+                        let aux: TpacketAuxdata =
+                            ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<TpacketAuxdata>());
+                        status = aux.tp_status;
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                }
+            }
+            self.learn_next_hop(&sll);
+            let host_hdr = self.vnet.then_some(host_hdr);
+            return Ok(Some((
+                len,
+                offload_hdr(host_hdr, link, status, &buf[..len]),
+            )));
+        }
+    }
+}
+
+/// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so
+/// they must outlive its use.
+fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut [libc::iovec]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = ptr::from_mut(sll).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    msg
+}
