@@ -3,9 +3,9 @@
 //!
 //! Where things are:
 //! * `config`: the environment (`LKL_HIJACK_*`), checked before `main`.
-//! * `policy` (crate lkl-firewall): which stack serves which socket, and the ports LKL owns.
+//! * `policy` (crate lkl-ports): which stack serves which socket, and the ports LKL owns.
 //! * `placement`: deciding a socket's stack when its role shows, and moving it to the host.
-//! * `firewall` (crate lkl-firewall): rules that keep the host stack from answering for LKL.
+//! * `firewall` (crate lkl-ports): rules that keep the host stack from answering for LKL.
 //! * `ownership`: the ports LKL owns, with the packet filter and firewall in step.
 //! * `stack`: the kernel's life: lazy boot with the packet backend, exit, fork.
 //! * `hooks`: the exported glibc functions, routing each call to LKL or to glibc.
@@ -19,8 +19,8 @@
 
 pub use lkl;
 // The policy and firewall live in their own crate, shared with the `lkl-run` launcher.
-use lkl_firewall as firewall;
-pub use lkl_firewall::policy;
+use lkl_ports::firewall;
+pub use lkl_ports::policy;
 
 mod blocking;
 pub mod config;
