@@ -9,13 +9,14 @@
 //! each.
 //! `LKL_FUZZ_SEED=N` picks another seed.
 
-mod common;
-mod reliability;
+mod rng;
+mod run_length;
 
 use std::panic;
 
 use lkl_hijack::config::HijackConfig;
-use reliability::{soak, Rng};
+use rng::Rng;
+use run_length::soak;
 
 const VARS: &[&str] = &[
     "LKL_HIJACK_NET_IFTYPE",

@@ -12,14 +12,22 @@
 //! cannot be chosen from the wire.
 
 mod common;
-mod reliability;
+mod echo;
+mod injector;
+mod packets;
+mod rng;
+mod run_length;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::venet;
+use echo::{assert_alive, echo_from_peer, start_echo, Alongside};
+use injector::{tx_dropped, Injector};
 use lkl_rig::Topology;
-use reliability::*;
+use packets::{fix_ipv4_csum, ipv4_header, ipv6, pseudo4, pseudo6, Tcp};
+use rng::Rng;
+use run_length::soak;
 
 const PORT: u16 = 7;
 

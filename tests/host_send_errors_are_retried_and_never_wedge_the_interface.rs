@@ -8,13 +8,13 @@
 //! and the library's log must show that the host did refuse sends.
 
 mod common;
-mod reliability;
+mod echo;
 
 use std::time::Duration;
 
 use common::lkl_v4;
+use echo::{assert_alive, echo_from_peer, start_echo, Alongside};
 use lkl_rig::{Topology, VenetTopology};
-use reliability::*;
 
 #[test]
 fn a_full_host_queue_slows_a_transfer_but_it_completes_and_the_interface_keeps_working() {

@@ -14,15 +14,15 @@
 //! here: the rig cannot make the host's packet socket return ENOBUFS on demand.
 
 mod common;
-mod reliability;
+mod echo;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{lkl_v4, venet};
+use common::{lkl_v4, raise_fd_limit, venet};
+use echo::{assert_alive, echo_from_peer, echo_transfer, start_echo};
 use lkl_rig::Topology;
-use reliability::*;
 
 const PORT: u16 = 7;
 const FLOOD: usize = 600;

@@ -11,14 +11,16 @@
 //! `LKL_SOAK=1` makes the spells 30 s and the transfers longer.
 
 mod common;
-mod reliability;
+mod echo;
+mod run_length;
 
 use std::time::{Duration, Instant};
 
 use common::lkl_v4;
+use echo::{assert_alive, echo_from_peer, echo_transfer, start_echo, Alongside, Transfer};
 use lkl_rig::forwarder::Stats;
 use lkl_rig::{Topology, VenetTopology};
-use reliability::*;
+use run_length::soak;
 
 const PORT: u16 = 7;
 

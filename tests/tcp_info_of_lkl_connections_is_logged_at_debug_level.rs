@@ -3,13 +3,13 @@
 //! program closes it, from TCP_INFO, naming the congestion control (issue 8, item 3).
 
 mod common;
-mod reliability;
+mod echo;
 
 use std::time::Duration;
 
 use common::lkl_v4;
+use echo::{echo_from_peer, start_echo};
 use lkl_rig::{Topology, VenetTopology};
-use reliability::{echo_from_peer, start_echo};
 
 #[test]
 fn accepted_and_closed_connections_are_logged_with_bbr_and_their_byte_counts() {
