@@ -391,6 +391,20 @@ pub fn script_program(name: &str) -> PathBuf {
     path
 }
 
+/// Polls `done` every 20 ms until it holds (Some(time taken)) or `limit` passes (None).
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Raises this process's RLIMIT_NOFILE to at least `needed` (it holds many client sockets).
 pub fn raise_fd_limit(needed: u64) {
     let mut rl = libc::rlimit {
