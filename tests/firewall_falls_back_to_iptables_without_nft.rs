@@ -1,4 +1,4 @@
-//! Where `nft` is missing the firewall (issue 5) uses iptables instead: a raw-table chain
+//! Where `nft` is missing the firewall uses iptables instead: a raw-table chain
 //! `LKLH-<ifname>-<pid>` jumped to from PREROUTING on the interface, dropping TCP to LKL's
 //! listening port. With LKL on the container's shared address the peer then reaches the LKL
 //! server without a reset, and the chain is gone after the exit (by the exit path or, after

@@ -1,4 +1,4 @@
-//! `LKL_HIJACK_FIREWALL=print` (issue 5) installs nothing and prints the firewall commands
+//! `LKL_HIJACK_FIREWALL=print` installs nothing and prints the firewall commands
 //! instead (`lkl-hijack: firewall: <command>`, one more per listening port). With LKL on the
 //! container's own address the rules are needed: without them the container kernel resets the
 //! peer's connections to LKL's port; applied by hand they let the peer in, and the table they

@@ -1,4 +1,4 @@
-//! The firewall rules an instance installs (issue 5, `LKL_HIJACK_FIREWALL=auto`, the default)
+//! The firewall rules an instance installs (`LKL_HIJACK_FIREWALL=auto`, the default)
 //! exist while it runs and are gone once it has exited, however it ends: by itself, SIGTERM,
 //! SIGINT or SIGKILL (a watchdog cleans up then). A new start removes the tables of dead
 //! instances and keeps those of live ones. The exit status the parent sees is the program's.

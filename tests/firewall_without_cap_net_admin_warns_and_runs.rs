@@ -1,4 +1,4 @@
-//! Without CAP_NET_ADMIN the firewall cannot be installed (issue 5): `auto` mode then prints
+//! Without CAP_NET_ADMIN the firewall cannot be installed: `auto` mode then prints
 //! one warning line carrying the commands and the server runs on. LKL is on its own address
 //! here, so it works without the rules.
 

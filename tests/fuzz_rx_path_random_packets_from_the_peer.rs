@@ -1,4 +1,4 @@
-//! Fuzzing the packet rx path through the real library (issue 7, item 2), deterministic: the
+//! Fuzzing the packet rx path through the real library, deterministic: the
 //! echo server example under the preload on LKL's addresses, and from the peer namespace a
 //! packet socket on the peer's tun device sends seeded-random packets, exactly what the
 //! backend's rx then reads into the kernel's buffer: random bytes behind an IPv4 or IPv6

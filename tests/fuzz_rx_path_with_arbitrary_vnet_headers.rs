@@ -1,4 +1,4 @@
-//! Fuzzing the device rx path below the packet socket (issue 7, item 2), deterministic: the
+//! Fuzzing the device rx path below the packet socket, deterministic: the
 //! kernel booted in this test process (through `lkl_hijack::lkl`, not the preload) with a
 //! device whose backend hands the kernel, from a queue, seeded-random virtio_net headers
 //! (flags NEEDS_CSUM/DATA_VALID/RSC, every GSO type, hdr_len, gso_size, csum_start and

@@ -1,4 +1,4 @@
-//! Resource limits (issue 7, item 5): when the host's queue for the interface is full, the
+//! Resource limits: when the host's queue for the interface is full, the
 //! packet socket's send fails with ENOBUFS. A field tool lost ports until restart that way;
 //! here the send is retried after a short wait (then dropped, for TCP to retransmit), and the
 //! interface goes on working. The container's venet0 gets no qdisc and an 8-packet device

@@ -1,4 +1,4 @@
-//! Hostile traffic at LKL's address (issue 7, item 1). The echo server example runs under the
+//! Hostile traffic at LKL's address. The echo server example runs under the
 //! preload on LKL's addresses; from the peer namespace, a packet socket on the peer's tun
 //! device injects hand-made packets (no IP layer on the sending side checks or fixes them):
 //! truncated and oversized IPv4 headers, bad IP and TCP checksums, bogus IP options, length

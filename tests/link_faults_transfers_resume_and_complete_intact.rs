@@ -1,4 +1,4 @@
-//! Link faults (issue 7, item 3): the echo server example under the preload on LKL's address,
+//! Link faults: the echo server example under the preload on LKL's address,
 //! a client in the peer sending a long stream and checking every echoed byte, with the rig's
 //! forwarder as a bad link between them: a 5 s spell of burst loss of about 20 %, reordering,
 //! 1 % duplication, and a 5 s blackhole (both directions dropped). Each transfer must resume

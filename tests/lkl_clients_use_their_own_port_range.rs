@@ -1,4 +1,4 @@
-//! With `LKL_HIJACK_CLIENTS=lkl` and one IP shared with the host stack (issue 5), a program
+//! With `LKL_HIJACK_CLIENTS=lkl` and one IP shared with the host stack, a program
 //! under the preload (curl) downloads 10 MiB from a server in the peer namespace through LKL:
 //! the server sees the connection come from LKL's client port range 61000-65535, which the
 //! container's host stack does not use. In the middle of that transfer a host-stack curl

@@ -1,4 +1,4 @@
-//! `lkl-run` (issue 8): the launcher detects the interface and its address, checks what it
+//! `lkl-run`, the launcher: detects the interface and its address, checks what it
 //! can before anything runs (each failure one line and its own exit status), opens the packet
 //! socket and installs the firewall rules itself, drops privileges with `--user`, and execs the
 //! program with the library preloaded.

@@ -1,4 +1,4 @@
-//! Programs that misuse their sockets (issue 7, item 4), `tests/programs/misbehaving.c` under
+//! Programs that misuse their sockets, `tests/programs/misbehaving.c` under
 //! the preload with every socket in LKL (loopback listeners and connections to them):
 //! closing or shutting down an fd while another thread is blocked on it in accept, recv,
 //! epoll_wait, poll or send (the call returns, nothing hangs); a signal storm at a thread

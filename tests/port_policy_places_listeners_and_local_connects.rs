@@ -1,4 +1,4 @@
-//! `LKL_HIJACK_PORTS` (issue 5) decides per listener: with LKL on the container's shared
+//! `LKL_HIJACK_PORTS` decides per listener: with LKL on the container's shared
 //! address, a program's listener on a listed port lives in LKL and one on another port stays on
 //! the host stack, and the peer reaches each. The program's own connects to a local address go
 //! where the listener is: to LKL for LKL's port (over loopback or the shared address), to the

@@ -1,4 +1,4 @@
-//! LKL shares the container's IPv4 address with the host stack (issue 5). A host-stack TCP
+//! LKL shares the container's IPv4 address with the host stack. A host-stack TCP
 //! server and python's http.server on LKL run at once on that one address; the peer reaches
 //! each 100 times with no failure and the container kernel sends no RST; the host's UDP echo
 //! service and ping keep working; and while the server runs, its firewall table exists and

@@ -1,4 +1,4 @@
-//! Soak (issue 7, item 6): the echo server example under the preload on LKL's address, 1 000
+//! Soak: the echo server example under the preload on LKL's address, 1 000
 //! connections from the peer open at once, each moving data continuously (4 KiB out, its
 //! echo back and checked byte for byte, round after round) for the test's duration. The
 //! server's fd count (/proc/PID/fd), thread count (/proc/PID/task) and RSS are sampled every

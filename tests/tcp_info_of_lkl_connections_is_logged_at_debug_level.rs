@@ -1,6 +1,6 @@
 //! The host's `ss` cannot see LKL's connections, so the library reports them itself: with
 //! `RUST_LOG=lkl_hijack::tcpinfo=debug`, a line when a connection is accepted and one when the
-//! program closes it, from TCP_INFO, naming the congestion control (issue 8, item 3).
+//! program closes it, from TCP_INFO, naming the congestion control.
 
 mod common;
 mod echo;
