@@ -8,8 +8,8 @@
 //! * `time`: the waiting calls' deadlines and timespecs.
 //! * `gate`: calls into the kernel counted, so that exit halts it only with nobody inside.
 //! * `config`: the environment (`LKL_HIJACK_*`), checked before `main`.
-//! * `policy` (crate lkl-firewall): which stack serves which socket, and the ports LKL owns.
-//! * `firewall` (crate lkl-firewall): rules that keep the host stack from answering for LKL.
+//! * `policy` (crate lkl-ports): which stack serves which socket, and the ports LKL owns.
+//! * `firewall` (crate lkl-ports): rules that keep the host stack from answering for LKL.
 //! * `ownership`: the ports LKL owns, with the packet filter and firewall in step.
 //! * `gocheck`: recognising gc-built Go programs, whose sockets preloading cannot move.
 //! * `boot`: starting the kernel and its packet backend from the configuration.
@@ -28,8 +28,8 @@
 
 pub use lkl;
 // The policy and firewall live in their own crate, shared with the `lkl-run` launcher.
-use lkl_firewall as firewall;
-pub use lkl_firewall::policy;
+use lkl_ports::firewall;
+pub use lkl_ports::policy;
 
 mod blocking;
 mod boot;

@@ -1,4 +1,4 @@
-//! A bad port policy or firewall setting (issue 5: `LKL_HIJACK_PORTS`,
+//! A bad port policy or firewall setting (`LKL_HIJACK_PORTS`,
 //! `LKL_HIJACK_CLIENT_PORTS`, `LKL_HIJACK_CLIENTS`, `LKL_HIJACK_FIREWALL`) stops the program
 //! before `main` with one line naming the variable and exit status 78; the documented forms
 //! of each are accepted.

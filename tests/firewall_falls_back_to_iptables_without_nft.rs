@@ -1,4 +1,4 @@
-//! Where `nft` is missing the firewall (issue 5) uses iptables instead: a raw-table chain
+//! Where `nft` is missing the firewall uses iptables instead: a raw-table chain
 //! `LKLH-<ifname>-<pid>` jumped to from PREROUTING on the interface, dropping TCP to LKL's
 //! listening port. With LKL on the container's shared address the peer then reaches the LKL
 //! server without a reset, and the chain is gone after the exit (by the exit path or, after
@@ -6,6 +6,9 @@
 
 mod apps;
 mod common;
+mod host_firewall;
+mod http_client;
+mod logged_server;
 mod shared_ip;
 
 use std::net::SocketAddr;
@@ -13,12 +16,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use apps::{write_random_file, Scratch};
-use common::{command_in, http_server_argv, venet};
+use common::{command_in, http_server_argv, venet, wait_until};
+use host_firewall::{iptables_lklh_lines, lklhijack_tables};
+use http_client::fetch_from_peer;
 use lkl_rig::{Topology, VenetTopology};
-use shared_ip::{
-    fetch_from_peer, host_tcp_out_rsts, iptables_lklh_lines, lklhijack_tables, shared_ip_env,
-    wait_until, LoggedServer,
-};
+use logged_server::LoggedServer;
+use shared_ip::{host_tcp_out_rsts, shared_ip_env};
 
 const PORT: u16 = 8000;
 

@@ -1,4 +1,4 @@
-//! `LKL_HIJACK_FIREWALL=print` (issue 5) installs nothing and prints the firewall commands
+//! `LKL_HIJACK_FIREWALL=print` installs nothing and prints the firewall commands
 //! instead (`lkl-hijack: firewall: <command>`, one more per listening port). With LKL on the
 //! container's own address the rules are needed: without them the container kernel resets the
 //! peer's connections to LKL's port; applied by hand they let the peer in, and the table they
@@ -6,19 +6,25 @@
 
 mod apps;
 mod common;
+mod host_firewall;
+mod http_client;
+mod logged_server;
 mod shared_ip;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use apps::{write_random_file, Scratch};
-use common::{check_output, http_server_command, venet};
-use lkl_rig::{Topology, VenetTopology};
-use shared_ip::{
-    fetch_from_peer, firewall_commands, host_tcp_out_rsts, http_get_expect, iptables_lklh_lines,
-    lklhijack_tables, mentions_port, nft_table_listing, set_env, shared_ip_env, table_name,
-    wait_until, LoggedServer, TableGuard,
+use common::{check_output, http_server_command, set_env, venet, wait_until};
+use host_firewall::{
+    firewall_commands, iptables_lklh_lines, lklhijack_tables, mentions_port, nft_table_listing,
+    TableGuard,
 };
+use http_client::{fetch_from_peer, http_get_expect};
+use lkl_ports::firewall::table_name;
+use lkl_rig::{Topology, VenetTopology};
+use logged_server::LoggedServer;
+use shared_ip::{host_tcp_out_rsts, shared_ip_env};
 
 const PORT: u16 = 8000;
 

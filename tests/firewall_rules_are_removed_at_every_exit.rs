@@ -1,10 +1,12 @@
-//! The firewall rules an instance installs (issue 5, `LKL_HIJACK_FIREWALL=auto`, the default)
+//! The firewall rules an instance installs (`LKL_HIJACK_FIREWALL=auto`, the default)
 //! exist while it runs and are gone once it has exited, however it ends: by itself, SIGTERM,
 //! SIGINT or SIGKILL (a watchdog cleans up then). A new start removes the tables of dead
 //! instances and keeps those of live ones. The exit status the parent sees is the program's.
 
 mod apps;
 mod common;
+mod host_firewall;
+mod logged_server;
 mod shared_ip;
 
 use std::io::Read;
@@ -14,12 +16,12 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use apps::Scratch;
-use common::{command_in, http_server_command, lkl_env, lkl_v4, venet};
+use common::{command_in, http_server_command, lkl_env, lkl_v4, venet, wait_until};
+use host_firewall::{dead_pid, iptables_lklh_lines, lklhijack_tables, nft, TableGuard};
+use lkl_ports::firewall::table_name;
 use lkl_rig::{Topology, VenetTopology};
-use shared_ip::{
-    dead_pid, iptables_lklh_lines, lklhijack_tables, nft, shared_ip_env, table_name, wait_until,
-    LoggedServer, TableGuard,
-};
+use logged_server::LoggedServer;
+use shared_ip::shared_ip_env;
 
 const PORT: u16 = 8000;
 
@@ -65,7 +67,7 @@ fn assert_table_exists(topo: &VenetTopology, pid: u32) {
     assert!(
         ok.is_some(),
         "no {table} while the server runs; tables: {:?}",
-        shared_ip::nft_tables(topo.container_ns())
+        host_firewall::nft_tables(topo.container_ns())
     );
 }
 

@@ -1,17 +1,20 @@
-//! Without CAP_NET_ADMIN the firewall cannot be installed (issue 5): `auto` mode then prints
+//! Without CAP_NET_ADMIN the firewall cannot be installed: `auto` mode then prints
 //! one warning line carrying the commands and the server runs on. LKL is on its own address
 //! here, so it works without the rules.
 
 mod apps;
 mod common;
-mod shared_ip;
+mod host_firewall;
+mod logged_server;
 
 use std::time::Duration;
 
 use apps::{curl_get, http_url, Scratch};
 use common::{command_in, http_server_argv, lkl_env, lkl_v4, venet};
+use host_firewall::{iptables_lklh_lines, lklhijack_tables};
+use lkl_ports::firewall::table_name;
 use lkl_rig::Topology;
-use shared_ip::{iptables_lklh_lines, lklhijack_tables, table_name, LoggedServer};
+use logged_server::LoggedServer;
 
 const PORT: u16 = 8000;
 const CAP_NET_ADMIN: u32 = 12;

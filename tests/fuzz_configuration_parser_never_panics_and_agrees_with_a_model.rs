@@ -1,4 +1,4 @@
-//! Fuzzing the configuration parser (issue 7, item 2), deterministic: a seeded PRNG makes
+//! Fuzzing the configuration parser, deterministic: a seeded PRNG makes
 //! environments for `HijackConfig::from_vars` from every `LKL_HIJACK_*` variable, with values
 //! that are valid, nearly valid (mutated: bytes flipped, inserted, deleted, duplicated
 //! separators, Unicode, NULs, huge numbers) or random. The parser must never panic, must name
@@ -9,13 +9,14 @@
 //! each.
 //! `LKL_FUZZ_SEED=N` picks another seed.
 
-mod common;
-mod reliability;
+mod rng;
+mod run_length;
 
 use std::panic;
 
 use lkl_hijack::config::HijackConfig;
-use reliability::{soak, Rng};
+use rng::Rng;
+use run_length::soak;
 
 const VARS: &[&str] = &[
     "LKL_HIJACK_NET_IFTYPE",

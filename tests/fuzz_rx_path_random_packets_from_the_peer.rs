@@ -1,4 +1,4 @@
-//! Fuzzing the packet rx path through the real library (issue 7, item 2), deterministic: the
+//! Fuzzing the packet rx path through the real library, deterministic: the
 //! echo server example under the preload on LKL's addresses, and from the peer namespace a
 //! packet socket on the peer's tun device sends seeded-random packets, exactly what the
 //! backend's rx then reads into the kernel's buffer: random bytes behind an IPv4 or IPv6
@@ -12,14 +12,22 @@
 //! cannot be chosen from the wire.
 
 mod common;
-mod reliability;
+mod echo;
+mod injector;
+mod packets;
+mod rng;
+mod run_length;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::venet;
+use echo::{assert_alive, echo_from_peer, start_echo, Alongside};
+use injector::{tx_dropped, Injector};
 use lkl_rig::Topology;
-use reliability::*;
+use packets::{fix_ipv4_csum, ipv4_header, ipv6, pseudo4, pseudo6, Tcp};
+use rng::Rng;
+use run_length::soak;
 
 const PORT: u16 = 7;
 

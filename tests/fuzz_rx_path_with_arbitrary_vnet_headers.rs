@@ -1,4 +1,4 @@
-//! Fuzzing the device rx path below the packet socket (issue 7, item 2), deterministic: the
+//! Fuzzing the device rx path below the packet socket, deterministic: the
 //! kernel booted in this test process (through `lkl_hijack::lkl`, not the preload) with a
 //! device whose backend hands the kernel, from a queue, seeded-random virtio_net headers
 //! (flags NEEDS_CSUM/DATA_VALID/RSC, every GSO type, hdr_len, gso_size, csum_start and
@@ -10,8 +10,9 @@
 //!
 //! CI: 1 000 000 packets (a few seconds). `LKL_SOAK=1`: 50 000 000. `LKL_FUZZ_SEED=N` picks another seed.
 
-mod common;
-mod reliability;
+mod packets;
+mod rng;
+mod run_length;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 use lkl_hijack::lkl::consts::{AF_INET, SOCK_STREAM};
 use lkl_hijack::lkl::netdev::{Delivery, NetBackend, TxBatch, VNET_HDR_LEN};
 use lkl_hijack::lkl::{BootOptions, Errno, InterfaceConfig, Ipv4Net, Ipv6Net, Kernel};
-use reliability::*;
+use packets::{fix_ipv4_csum, parse_tcp, Tcp, ACK, SYN};
+use rng::Rng;
+use run_length::soak;
 
 const LKL4: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 3);
 const PEER4: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);

@@ -1,4 +1,4 @@
-//! Resource limits (issue 7, item 5): when the host's queue for the interface is full, the
+//! Resource limits: when the host's queue for the interface is full, the
 //! packet socket's send fails with ENOBUFS. A field tool lost ports until restart that way;
 //! here the send is retried after a short wait (then dropped, for TCP to retransmit), and the
 //! interface goes on working. The container's venet0 gets no qdisc and an 8-packet device
@@ -8,13 +8,13 @@
 //! and the library's log must show that the host did refuse sends.
 
 mod common;
-mod reliability;
+mod echo;
 
 use std::time::Duration;
 
 use common::lkl_v4;
+use echo::{assert_alive, echo_from_peer, start_echo, Alongside};
 use lkl_rig::{Topology, VenetTopology};
-use reliability::*;
 
 #[test]
 fn a_full_host_queue_slows_a_transfer_but_it_completes_and_the_interface_keeps_working() {

@@ -1,4 +1,4 @@
-//! Hostile traffic at LKL's address (issue 7, item 1). The echo server example runs under the
+//! Hostile traffic at LKL's address. The echo server example runs under the
 //! preload on LKL's addresses; from the peer namespace, a packet socket on the peer's tun
 //! device injects hand-made packets (no IP layer on the sending side checks or fixes them):
 //! truncated and oversized IPv4 headers, bad IP and TCP checksums, bogus IP options, length
@@ -12,14 +12,25 @@
 //! `LKL_SOAK=1` repeats the whole barrage 10 times (several minutes).
 
 mod common;
-mod reliability;
+mod echo;
+mod injector;
+mod packets;
+mod rng;
+mod run_length;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::venet;
+use common::{echo_server_bin, venet};
+use echo::{assert_alive, echo_from_peer, Alongside};
+use injector::{tx_dropped, wait_tcp, Injector};
 use lkl_rig::Topology;
-use reliability::*;
+use packets::{
+    csum, fix_ipv4_csum, ipv4, ipv4_header, ipv6, pseudo4, pseudo6, Seen, Tcp, ACK, ETH_P_IPV6,
+    FIN, PSH, RST, SYN,
+};
+use rng::Rng;
+use run_length::soak;
 
 const PORT: u16 = 7;
 const CLOSED_PORT: u16 = 9;

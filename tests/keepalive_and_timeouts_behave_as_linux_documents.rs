@@ -1,4 +1,4 @@
-//! Keepalive and timeouts behave as Linux documents (issue 7, item 3). A C program
+//! Keepalive and timeouts behave as Linux documents. A C program
 //! (tests/programs/keepalive.c) listens, accepts one connection from a client in the peer
 //! namespace, sets options on it and blocks in recv() while the rig's forwarder drops every
 //! packet (its blackhole):

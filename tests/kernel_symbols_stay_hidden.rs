@@ -90,9 +90,6 @@ fn liblkl_defines_only_lkl_entry_points_globally() {
     );
 }
 
-/// The cdylib cargo built along with this test: in the test's own deps/ directory (cargo
-/// test), or uplifted one level up (cargo build).
-
 #[test]
 fn cdylib_contains_the_kernel_but_exports_none_of_it() {
     let so = common::hijack_so();

@@ -1,4 +1,4 @@
-//! Link faults (issue 7, item 3): the echo server example under the preload on LKL's address,
+//! Link faults: the echo server example under the preload on LKL's address,
 //! a client in the peer sending a long stream and checking every echoed byte, with the rig's
 //! forwarder as a bad link between them: a 5 s spell of burst loss of about 20 %, reordering,
 //! 1 % duplication, and a 5 s blackhole (both directions dropped). Each transfer must resume
@@ -11,14 +11,16 @@
 //! `LKL_SOAK=1` makes the spells 30 s and the transfers longer.
 
 mod common;
-mod reliability;
+mod echo;
+mod run_length;
 
 use std::time::{Duration, Instant};
 
 use common::lkl_v4;
+use echo::{assert_alive, echo_from_peer, echo_transfer, start_echo, Alongside, Transfer};
 use lkl_rig::forwarder::Stats;
 use lkl_rig::{Topology, VenetTopology};
-use reliability::*;
+use run_length::soak;
 
 const PORT: u16 = 7;
 

@@ -1,4 +1,4 @@
-//! With `LKL_HIJACK_CLIENTS=lkl` and one IP shared with the host stack (issue 5), a program
+//! With `LKL_HIJACK_CLIENTS=lkl` and one IP shared with the host stack, a program
 //! under the preload (curl) downloads 10 MiB from a server in the peer namespace through LKL:
 //! the server sees the connection come from LKL's client port range 61000-65535, which the
 //! container's host stack does not use. In the middle of that transfer a host-stack curl
@@ -7,7 +7,10 @@
 
 mod apps;
 mod common;
+mod host_firewall;
+mod logged_server;
 mod shared_ip;
+mod tcp_service;
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
@@ -15,12 +18,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use apps::{curl_download, sha256_of, write_random_file, Scratch, MIB};
-use common::{command_in, venet};
+use common::{command_in, set_env, venet, wait_until};
+use host_firewall::nft_table_listing;
+use lkl_ports::firewall::table_name;
 use lkl_rig::Topology;
-use shared_ip::{
-    nft_table_listing, read_request_path, set_env, shared_ip_env, snmp_counter, table_name,
-    wait_until, LoggedServer, TcpService,
-};
+use logged_server::LoggedServer;
+use shared_ip::{shared_ip_env, snmp_counter};
+use tcp_service::{read_request_path, TcpService};
 
 const PEER_PORT: u16 = 8080;
 const LKL_CLIENT_PORTS: std::ops::RangeInclusive<u16> = 61000..=65535;

@@ -1,18 +1,18 @@
-//! `lkl-run` (issue 8): the launcher detects the interface and its address, checks what it
+//! `lkl-run`, the launcher: detects the interface and its address, checks what it
 //! can before anything runs (each failure one line and its own exit status), opens the packet
 //! socket and installs the firewall rules itself, drops privileges with `--user`, and execs the
 //! program with the library preloaded.
 
 mod common;
-mod reliability;
+mod echo;
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{build_c, command_in, lkl_run_bin, CSource, Server};
+use common::{build_c, command_in, echo_server_bin, lkl_run_bin, CSource, Server};
+use echo::echo_from_peer;
 use lkl_rig::{Netns, Topology, VenetTopology};
-use reliability::{echo_from_peer, echo_server_bin};
 
 /// `lkl-run ARGS` in the container, to completion.
 fn lkl_run(ns: &Netns, args: &[&str]) -> Output {

@@ -1,4 +1,4 @@
-//! Programs that misuse their sockets (issue 7, item 4), `tests/programs/misbehaving.c` under
+//! Programs that misuse their sockets, `tests/programs/misbehaving.c` under
 //! the preload with every socket in LKL (loopback listeners and connections to them):
 //! closing or shutting down an fd while another thread is blocked on it in accept, recv,
 //! epoll_wait, poll or send (the call returns, nothing hangs); a signal storm at a thread
@@ -9,9 +9,8 @@
 //! pointers to recv/send/getsockopt/... (EFAULT as on the host kernel, no crash); a forked
 //! child touching the parent's LKL fds (EBADF) while the parent is blocked in accept.
 
-mod apps;
 mod common;
-mod shared_ip;
+mod host_firewall;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -160,8 +159,8 @@ fn exit_mode(mode: &str) {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready", "{mode}: program said {line:?}");
-    let table = shared_ip::table_name(topo.container_if(), pid);
-    let present = shared_ip::lklhijack_tables(ns)
+    let table = lkl_ports::firewall::table_name(topo.container_if(), pid);
+    let present = host_firewall::lklhijack_tables(ns)
         .iter()
         .any(|t| t.ends_with(&table));
     // "calling exit" / "returning from main" / "exiting from a thread"
@@ -182,15 +181,15 @@ fn exit_mode(mode: &str) {
         took < Duration::from_secs(3),
         "{mode}: exit took {took:?} with threads inside LKL calls"
     );
-    let gone = shared_ip::wait_until(Duration::from_secs(5), || {
-        !shared_ip::nft(ns, &["list", "tables"])
+    let gone = common::wait_until(Duration::from_secs(5), || {
+        !host_firewall::nft(ns, &["list", "tables"])
             .unwrap_or_default()
             .contains("lklhijack_")
     });
     assert!(
         gone.is_some(),
         "{mode}: tables left after the exit:\n{}",
-        shared_ip::nft(ns, &["list", "tables"]).unwrap_or_default()
+        host_firewall::nft(ns, &["list", "tables"]).unwrap_or_default()
     );
 }
 

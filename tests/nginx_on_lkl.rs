@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use apps::{curl_download, http_url, sha256_of, write_random_file, Scratch, MIB};
+use apps::{assert_downloads_intact, http_url, write_random_file, Scratch, MIB};
 use common::{check_output, command_in, host_listens_on, lkl_env, lkl_v4, venet, Server};
 use lkl_rig::{Topology, VenetTopology};
 
@@ -83,17 +83,13 @@ fn nginx_on_lkl_sendfiles_a_100_mib_file_intact_to_the_peer() {
     let file = dir.join("www/blob.bin");
     write_random_file(&file, 100 * MIB, 0x6e67_696e);
 
-    let got = dir.join("download.bin");
-    curl_download(topo.peer_ns(), &http_url(addr, "/blob.bin"), &got, 45);
-    assert_eq!(
-        std::fs::metadata(&got).unwrap().len(),
+    assert_downloads_intact(
+        topo.peer_ns(),
+        &http_url(addr, "/blob.bin"),
+        &dir.join("download.bin"),
+        45,
+        &file,
         100 * MIB,
-        "download size"
-    );
-    assert_eq!(
-        sha256_of(&got),
-        sha256_of(&file),
-        "downloaded bytes differ from the file"
     );
     assert!(
         server.child.try_wait().unwrap().is_none(),

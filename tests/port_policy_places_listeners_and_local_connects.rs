@@ -1,4 +1,4 @@
-//! `LKL_HIJACK_PORTS` (issue 5) decides per listener: with LKL on the container's shared
+//! `LKL_HIJACK_PORTS` decides per listener: with LKL on the container's shared
 //! address, a program's listener on a listed port lives in LKL and one on another port stays on
 //! the host stack, and the peer reaches each. The program's own connects to a local address go
 //! where the listener is: to LKL for LKL's port (over loopback or the shared address), to the
@@ -6,15 +6,17 @@
 
 mod apps;
 mod common;
+mod logged_server;
 mod shared_ip;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{command_in, host_listens_on, venet};
+use common::{command_in, host_listens_on, set_env, venet, wait_until};
 use lkl_rig::Topology;
-use shared_ip::{set_env, shared_ip_env, wait_until, LoggedServer};
+use logged_server::LoggedServer;
+use shared_ip::shared_ip_env;
 
 /// Listens on 0.0.0.0:8000 (answers "lkl") and 0.0.0.0:8001 (answers "host"), connects to
 /// itself and prints what each local address answered, then serves on.

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use apps::{curl_download, http_url, lkl_v6, sha256_of, write_random_file, Scratch, MIB};
+use apps::{assert_downloads_intact, http_url, lkl_v6, write_random_file, Scratch, MIB};
 use common::{host_listens_on, http_server_command, lkl_env, lkl_v4, venet, Server};
 use lkl_rig::Topology;
 
@@ -48,17 +48,13 @@ fn serve_and_download(topo: &dyn Topology, addr: SocketAddr, size: u64) {
         "the container's host stack listens on {PORT}: the server is not on LKL"
     );
 
-    let got = dir.join("download.bin");
-    curl_download(topo.peer_ns(), &http_url(addr, "/blob.bin"), &got, 40);
-    assert_eq!(
-        std::fs::metadata(&got).unwrap().len(),
+    assert_downloads_intact(
+        topo.peer_ns(),
+        &http_url(addr, "/blob.bin"),
+        &dir.join("download.bin"),
+        40,
+        &file,
         size,
-        "download size"
-    );
-    assert_eq!(
-        sha256_of(&got),
-        sha256_of(&file),
-        "downloaded bytes differ from the file"
     );
     assert!(
         server.child.try_wait().unwrap().is_none(),

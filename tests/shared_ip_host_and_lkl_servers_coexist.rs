@@ -1,4 +1,4 @@
-//! LKL shares the container's IPv4 address with the host stack (issue 5). A host-stack TCP
+//! LKL shares the container's IPv4 address with the host stack. A host-stack TCP
 //! server and python's http.server on LKL run at once on that one address; the peer reaches
 //! each 100 times with no failure and the container kernel sends no RST; the host's UDP echo
 //! service and ping keep working; and while the server runs, its firewall table exists and
@@ -6,7 +6,11 @@
 
 mod apps;
 mod common;
+mod host_firewall;
+mod http_client;
+mod logged_server;
 mod shared_ip;
+mod tcp_service;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -16,11 +20,13 @@ use std::time::Duration;
 
 use apps::{write_random_file, Scratch};
 use common::{host_listens_on, http_server_command, venet};
+use host_firewall::{mentions_port, nft_table_listing};
+use http_client::http_get_expect;
+use lkl_ports::firewall::table_name;
 use lkl_rig::Topology;
-use shared_ip::{
-    host_tcp_out_rsts, http_get_expect, mentions_port, nft_table_listing, shared_ip_env,
-    table_name, LoggedServer, TcpService,
-};
+use logged_server::LoggedServer;
+use shared_ip::{host_tcp_out_rsts, shared_ip_env};
+use tcp_service::TcpService;
 
 /// The host stack's TCP service.
 const HOST_TCP_PORT: u16 = 7070;
@@ -95,7 +101,7 @@ fn host_tcp_udp_icmp_and_an_lkl_http_server_share_the_container_address() {
     let listing = nft_table_listing(topo.container_ns(), &table).unwrap_or_else(|| {
         panic!(
             "no table inet {table} while the server runs; tables: {:?}",
-            shared_ip::nft_tables(topo.container_ns())
+            host_firewall::nft_tables(topo.container_ns())
         )
     });
     assert!(

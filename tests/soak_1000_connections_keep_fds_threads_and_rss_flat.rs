@@ -1,4 +1,4 @@
-//! Soak (issue 7, item 6): the echo server example under the preload on LKL's address, 1 000
+//! Soak: the echo server example under the preload on LKL's address, 1 000
 //! connections from the peer open at once, each moving data continuously (4 KiB out, its
 //! echo back and checked byte for byte, round after round) for the test's duration. The
 //! server's fd count (/proc/PID/fd), thread count (/proc/PID/task) and RSS are sampled every
@@ -9,7 +9,9 @@
 //! CI: 25 s. `LKL_SOAK=1`: 10 minutes.
 
 mod common;
-mod reliability;
+mod echo;
+mod proc_sample;
+mod run_length;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,9 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{lkl_v4, venet};
+use common::{lkl_v4, raise_fd_limit, venet};
+use echo::{assert_alive, start_echo, stream_byte};
 use lkl_rig::Topology;
-use reliability::*;
+use proc_sample::sample_proc;
+use run_length::soak;
 
 const PORT: u16 = 7;
 const CONNECTIONS: usize = 1000;

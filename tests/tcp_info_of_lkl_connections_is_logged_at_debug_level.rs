@@ -1,15 +1,15 @@
 //! The host's `ss` cannot see LKL's connections, so the library reports them itself: with
 //! `RUST_LOG=lkl_hijack::tcpinfo=debug`, a line when a connection is accepted and one when the
-//! program closes it, from TCP_INFO, naming the congestion control (issue 8, item 3).
+//! program closes it, from TCP_INFO, naming the congestion control.
 
 mod common;
-mod reliability;
+mod echo;
 
 use std::time::Duration;
 
 use common::lkl_v4;
+use echo::{echo_from_peer, start_echo};
 use lkl_rig::{Topology, VenetTopology};
-use reliability::{echo_from_peer, start_echo};
 
 #[test]
 fn accepted_and_closed_connections_are_logged_with_bbr_and_their_byte_counts() {

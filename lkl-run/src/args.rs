@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use lkl_firewall::policy::{FirewallMode, PortSet};
+use lkl_ports::policy::{FirewallMode, PortSet};
 
 pub const USAGE: &str = "\
 usage: lkl-run [OPTIONS] -- PROGRAM [ARGS...]

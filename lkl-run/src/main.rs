@@ -18,8 +18,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
-use lkl_firewall::policy::{FirewallMode, PortSet};
-use lkl_firewall::Firewall;
+use lkl_ports::firewall::Firewall;
+use lkl_ports::policy::{FirewallMode, PortSet};
 
 use preflight::Setup;
 

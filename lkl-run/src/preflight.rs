@@ -150,8 +150,8 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
 
     let firewall = args
         .firewall
-        .unwrap_or(lkl_firewall::policy::FirewallMode::Auto);
-    if shared && firewall != lkl_firewall::policy::FirewallMode::Off {
+        .unwrap_or(lkl_ports::policy::FirewallMode::Auto);
+    if shared && firewall != lkl_ports::policy::FirewallMode::Off {
         let tool = ["nft", "iptables"]
             .into_iter()
             .find(|t| find_in(t, "/usr/sbin:/usr/bin:/sbin:/bin").is_some());
@@ -172,10 +172,7 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
         Some(name) => {
             let u = lookup_user(name)
                 .ok_or_else(|| fail(18, format!("--user {name}: no such user")))?;
-            if shared
-                && firewall == lkl_firewall::policy::FirewallMode::Auto
-                && args.ports.is_none()
-            {
+            if shared && firewall == lkl_ports::policy::FirewallMode::Auto && args.ports.is_none() {
                 return Err(fail(
                     19,
                     format!(

@@ -8,7 +8,7 @@ mod net;
 
 use std::time::{Duration, Instant};
 
-use lkl_rig::{Topology, VenetTopology};
+use lkl_rig::{Captured, PacketSocket, Topology, VenetTopology};
 
 /// ICMPv6 types of MLD (130-132, 143) and neighbour discovery (133-137).
 const MLD_AND_ND: [u8; 9] = [130, 131, 132, 133, 134, 135, 136, 137, 143];
@@ -17,21 +17,22 @@ const MLD_AND_ND: [u8; 9] = [130, 131, 132, 133, 134, 135, 136, 137, 143];
 fn no_arp_or_neighbour_discovery_leaves_lkl_over_venet() {
     let k = common::kernel();
     let topo = VenetTopology::builder().build().unwrap();
-    let capture = net::rig::packet_socket(topo.container_ns(), topo.container_if()).unwrap();
+    let capture = PacketSocket::open_in(topo.container_ns(), topo.container_if()).unwrap();
     let lkl = net::attach(k, &topo, None);
     let configured = Instant::now();
     let a = &lkl.addrs;
     net::rig::ping(topo.peer_ns(), a.lkl_v4.into(), 1).unwrap();
     net::rig::ping(topo.peer_ns(), a.lkl_v6.into(), 1).unwrap();
     std::thread::sleep(Duration::from_secs(2).saturating_sub(configured.elapsed()));
-    let sent: Vec<_> = net::drain_capture(&capture)
+    let sent: Vec<_> = capture
+        .drain()
+        .unwrap_or_else(|e| panic!("capture: {e}"))
         .into_iter()
         .filter(|p| p.outgoing)
         .collect();
 
-    let from_lkl = |p: &&net::Captured| {
-        p.source() == Some(a.lkl_v4.into()) || p.source() == Some(a.lkl_v6.into())
-    };
+    let from_lkl =
+        |p: &&Captured| p.source() == Some(a.lkl_v4.into()) || p.source() == Some(a.lkl_v6.into());
     let v4_replies = sent
         .iter()
         .filter(from_lkl)

@@ -15,6 +15,9 @@
 //! is removed by the next topology built (namespace names carry the creator's pid, and the
 //! forwarder exits with its owner).
 //!
+//! [`PacketSocket`] sees an interface's packets (both directions) and sends raw ones out of it,
+//! through the kind of socket LKL's backend uses.
+//!
 //! ```no_run
 //! use lkl_rig::{Topology, VenetTopology};
 //! let topo = VenetTopology::builder().delay_ms(20.0).loss_pct(2.0).build()?;
@@ -28,11 +31,13 @@
 pub mod forwarder;
 pub mod kernel_profile;
 pub mod netns;
+mod packet_socket;
 mod sys;
 mod topology;
 
 pub use kernel_profile::KernelProfile;
 pub use netns::Netns;
+pub use packet_socket::{Captured, PacketSocket};
 pub use topology::{
     destroy_named, forwarder_bin, Addrs, Topology, VenetBuilder, VenetTopology, VethTopology,
     VENET_IF, VENET_PEER_IF, VETH_IF, VETH_PEER_IF,

@@ -1,10 +1,11 @@
 //! Helpers for the tests that run real programs under the preload (`tests/*_on_lkl.rs`), on
-//! top of `common`: scratch directories, payload files, checksums, clients in the peer.
+//! top of `common`: scratch directories, payload files, checksums, curl in the peer.
 #![allow(dead_code)]
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use lkl_rig::Netns;
@@ -66,7 +67,7 @@ pub fn write_random_file(path: &Path, len: u64, seed: u64) {
 
 /// The sha256 of a file, from `sha256sum`.
 pub fn sha256_of(path: &Path) -> String {
-    let out = check_output(std::process::Command::new("sha256sum").arg(path));
+    let out = check_output(Command::new("sha256sum").arg(path));
     let sum = out
         .split_whitespace()
         .next()
@@ -76,46 +77,47 @@ pub fn sha256_of(path: &Path) -> String {
     sum
 }
 
+/// `curl` in `ns` fetching `url`, failing on any HTTP or transfer error or after `max_secs`;
+/// the body goes to `dest`, or to stdout without one.
+fn curl(ns: &Netns, url: &str, max_secs: u32, dest: Option<&Path>) -> Command {
+    let max = max_secs.to_string();
+    let dest = dest.map(|d| d.display().to_string());
+    let mut args = vec!["--silent", "--show-error", "--fail", "--max-time", &max];
+    if let Some(dest) = &dest {
+        args.extend(["--output", dest.as_str()]);
+    }
+    args.push(url);
+    command_in(ns, "curl", &args, &[])
+}
+
 /// Downloads `url` with curl in `ns` (the peer: the host kernel's stack) into `dest`; fails
 /// the test on any HTTP or transfer error or after `max_secs`.
 pub fn curl_download(ns: &Netns, url: &str, dest: &Path, max_secs: u32) {
-    let max = max_secs.to_string();
-    let dest = dest.display().to_string();
-    check_output(&mut command_in(
-        ns,
-        "curl",
-        &[
-            "--silent",
-            "--show-error",
-            "--fail",
-            "--max-time",
-            &max,
-            "--output",
-            &dest,
-            url,
-        ],
-        &[],
-    ));
+    check_output(&mut curl(ns, url, max_secs, Some(dest)));
+}
+
+/// [`curl_download`], then the download must be `file`, which holds `size` bytes: the same
+/// size, then the same sha256.
+pub fn assert_downloads_intact(
+    ns: &Netns,
+    url: &str,
+    dest: &Path,
+    max_secs: u32,
+    file: &Path,
+    size: u64,
+) {
+    curl_download(ns, url, dest, max_secs);
+    assert_eq!(fs::metadata(dest).unwrap().len(), size, "download size");
+    assert_eq!(
+        sha256_of(dest),
+        sha256_of(file),
+        "downloaded bytes differ from the file"
+    );
 }
 
 /// The body of `url`, fetched with curl in `ns`.
 pub fn curl_get(ns: &Netns, url: &str, max_secs: u32) -> Vec<u8> {
-    let max = max_secs.to_string();
-    let out = command_in(
-        ns,
-        "curl",
-        &[
-            "--silent",
-            "--show-error",
-            "--fail",
-            "--max-time",
-            &max,
-            url,
-        ],
-        &[],
-    )
-    .output()
-    .expect("run curl");
+    let out = curl(ns, url, max_secs, None).output().expect("run curl");
     assert!(
         out.status.success(),
         "curl {url}: {}\n{}",

@@ -1,6 +1,19 @@
 //! Shared by the hijack tests: real programs run under `LD_PRELOAD=liblkl_hijack.so` in a rig's
 //! container namespace, with LKL on the container's interface; clients run in the peer
 //! namespace on the host kernel. Each test file uses a subset.
+//!
+//! The other helpers are modules by job, each declared only by the tests that need it (with
+//! the modules it builds on):
+//! * `apps`: scratch directories, payload files, downloads checked against their file.
+//! * `echo`: the echo server example under the preload, echo transfers checking every byte.
+//! * `packets`: raw IPv4/IPv6/TCP packets built and parsed; `injector`: sending them into
+//!   the peer's tun device and reading what comes back.
+//! * `rng`: a seeded PRNG; `run_length`: short or long (`LKL_SOAK`) forms of long tests.
+//! * `proc_sample`: a process's fds, threads and RSS from /proc.
+//! * `shared_ip`: LKL on the host stack's own address; `host_firewall`: the instances'
+//!   nftables/iptables rules as seen from outside.
+//! * `logged_server`: a server whose output goes to files; `tcp_service`: host-stack TCP
+//!   services; `http_client`: a raw HTTP/1.0 client.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -389,6 +402,20 @@ pub fn script_program(name: &str) -> PathBuf {
         started.elapsed().as_secs_f64()
     );
     path
+}
+
+/// Polls `done` every 20 ms until it holds (Some(time taken)) or `limit` passes (None).
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Raises this process's RLIMIT_NOFILE to at least `needed` (it holds many client sockets).

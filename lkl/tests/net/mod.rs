@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test file uses a subset
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -451,92 +450,4 @@ pub fn udp_echo_both_ways(k: &Kernel, topo: &dyn Topology, lkl: &Attached) {
         eprintln!("{what}: {UDP_ECHOES} datagrams, {bytes} bytes echoed and verified");
     }
     eprintln!("{:?}", lkl.backend.stats());
-}
-
-/// A packet seen by a capture socket from [`rig::packet_socket`].
-pub struct Captured {
-    /// EtherType (host order).
-    pub protocol: u16,
-    /// Sent on the interface (as opposed to received).
-    pub outgoing: bool,
-    /// From the network header on.
-    pub data: Vec<u8>,
-}
-
-/// Everything queued on a capture socket so far.
-pub fn drain_capture(sock: &OwnedFd) -> Vec<Captured> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        // SAFETY: sockaddr_ll is plain data, all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: the kernel writes at most buf.len() bytes into buf and at most `len` bytes
-        // into sll, both alive and exclusively ours during the call.
-        let n = unsafe {
-            libc::recvfrom(
-                sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                (&mut sll as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "capture: {e}");
-            return out;
-        }
-        out.push(Captured {
-            protocol: u16::from_be(sll.sll_protocol),
-            outgoing: sll.sll_pkttype == libc::PACKET_OUTGOING,
-            data: buf[..n as usize].to_vec(),
-        });
-    }
-}
-
-impl Captured {
-    /// The source address, for IPv4 and IPv6 packets.
-    pub fn source(&self) -> Option<IpAddr> {
-        let d = &self.data;
-        match (self.protocol, d.first().map(|b| b >> 4)) {
-            (0x0800, Some(4)) if d.len() >= 20 => {
-                Some(IpAddr::from(<[u8; 4]>::try_from(&d[12..16]).unwrap()))
-            }
-            (0x86dd, Some(6)) if d.len() >= 40 => {
-                Some(IpAddr::from(<[u8; 16]>::try_from(&d[8..24]).unwrap()))
-            }
-            _ => None,
-        }
-    }
-
-    /// The ICMP type of an unfragmented IPv4 ICMP packet.
-    pub fn icmpv4_type(&self) -> Option<u8> {
-        let d = &self.data;
-        if self.protocol != 0x0800 || d.len() < 20 || d[9] != 1 {
-            return None;
-        }
-        d.get(usize::from(d[0] & 0xf) * 4).copied()
-    }
-
-    /// The ICMPv6 type of an IPv6 packet, after any hop-by-hop, routing or destination
-    /// options headers (MLD reports carry a hop-by-hop router alert).
-    pub fn icmpv6_type(&self) -> Option<u8> {
-        let d = &self.data;
-        if self.protocol != 0x86dd || d.len() < 40 {
-            return None;
-        }
-        let (mut next, mut at) = (d[6], 40);
-        while matches!(next, 0 | 43 | 60) {
-            let ext = d.get(at..at + 2)?;
-            next = ext[0];
-            at += (usize::from(ext[1]) + 1) * 8;
-        }
-        if next == 58 {
-            d.get(at).copied()
-        } else {
-            None
-        }
-    }
 }

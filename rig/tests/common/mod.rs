@@ -3,12 +3,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lkl_rig::Netns;
+use lkl_rig::{Netns, PacketSocket};
 
 const CHUNK: usize = 64 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -260,49 +260,6 @@ fn set_int_option(
     Ok(())
 }
 
-/// An AF_PACKET/SOCK_DGRAM socket for every protocol (what LKL's backend uses), bound to
-/// `ifname` in `ns`; it sees the interface's packets in both directions.
-pub fn packet_socket(ns: &Netns, ifname: &str) -> io::Result<OwnedFd> {
-    let name = std::ffi::CString::new(ifname).expect("interface name");
-    ns.in_thread(|| -> io::Result<OwnedFd> {
-        // SAFETY: socket takes integers only; a valid descriptor it returns is ours to own.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                i32::from((libc::ETH_P_ALL as u16).to_be()),
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by socket and nothing else owns it.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: `name` is a NUL-terminated string alive during the call.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: sockaddr_ll is plain data, all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: sll is a valid sockaddr_ll of the given size, read during the call.
-        let ret = unsafe {
-            libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if ret != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(sock)
-    })?
-}
-
 /// Counts the IP packets addressed to `dst` that an AF_PACKET/SOCK_DGRAM socket bound to
 /// `ifname` in `ns` (what LKL's backend will use) receives while `during` runs.
 pub fn packet_socket_sees(
@@ -311,36 +268,13 @@ pub fn packet_socket_sees(
     dst: IpAddr,
     during: impl FnOnce(),
 ) -> io::Result<usize> {
-    let sock = packet_socket(ns, ifname)?;
+    let sock = PacketSocket::open_in(ns, ifname)?;
     during();
-    let mut count = 0;
-    let mut buf = [0u8; 2048];
-    loop {
-        // SAFETY: the kernel writes at most buf.len() bytes into buf.
-        let n = unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(count)
-            } else {
-                Err(e)
-            };
-        }
-        let pkt = &buf[..n as usize];
-        let to = match pkt.first().map(|b| b >> 4) {
-            Some(4) if pkt.len() >= 20 => IpAddr::from(<[u8; 4]>::try_from(&pkt[16..20]).unwrap()),
-            Some(6) if pkt.len() >= 40 => IpAddr::from(<[u8; 16]>::try_from(&pkt[24..40]).unwrap()),
-            _ => continue,
-        };
-        count += usize::from(to == dst);
-    }
+    Ok(sock
+        .drain()?
+        .iter()
+        .filter(|p| p.destination() == Some(dst))
+        .count())
 }
 
 /// Whether process `pid` is gone (no /proc entry, or a zombie nobody reaped yet).

@@ -15,8 +15,10 @@ use std::process::{Command, Stdio};
 
 use crate::policy::{FirewallMode, PortSet};
 
-const PREFIX: &str = "lklhijack_";
-const CHAIN_PREFIX: &str = "LKLH-";
+/// How the nftables tables of lkl-hijack instances begin (family inet).
+pub const TABLE_PREFIX: &str = "lklhijack_";
+/// How the iptables chains (raw table) of lkl-hijack instances begin.
+pub const CHAIN_PREFIX: &str = "LKLH-";
 /// For the commands we run: our own sbin first, and no preload.
 const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -61,6 +63,27 @@ pub struct Firewall {
     v6: Option<Ipv6Addr>,
     /// The nft table or iptables chain name.
     name: String,
+}
+
+/// The nftables table (family inet) of the instance with process id `pid` on `ifname`; an
+/// interface name's characters that nft would not take in a name become `_`.
+pub fn table_name(ifname: &str, pid: u32) -> String {
+    let safe_if: String = ifname
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{TABLE_PREFIX}{safe_if}_{pid}")
+}
+
+/// The iptables chain (raw table) of the instance with process id `pid` on `ifname`.
+pub fn chain_name(ifname: &str, pid: u32) -> String {
+    format!("{CHAIN_PREFIX}{ifname}-{pid}")
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -118,6 +141,45 @@ fn write_stderr(mut bytes: &[u8]) {
     }
 }
 
+/// How the watchdog's wait for the program's end came out.
+#[derive(Debug, PartialEq, Eq)]
+enum WaitEnd {
+    /// The program has ended: the rules go.
+    Ended,
+    /// Waiting failed with this errno: the watchdog cannot tell when the program ends.
+    Failed(i32),
+}
+
+/// Waits with `ppoll` (one ppoll(2) on the program's pidfd without a timeout: its result, or
+/// the errno) until the program has ended. Only a wait that a signal interrupted is retried:
+/// any other failure would come back at once, and retrying it would spin for the program's
+/// whole life.
+fn wait_for_end(mut ppoll: impl FnMut() -> Result<libc::c_long, i32>) -> WaitEnd {
+    loop {
+        match ppoll() {
+            // Without a timeout ppoll returns only once the pidfd is readable.
+            Ok(_) => return WaitEnd::Ended,
+            Err(libc::EINTR) => continue,
+            Err(errno) => return WaitEnd::Failed(errno),
+        }
+    }
+}
+
+/// The watchdog's warning that it stopped waiting after ppoll failed with `errno`, formatted
+/// into `buf` (after the watchdog's fork nothing may allocate) and cut to fit it.
+fn watchdog_failure(errno: i32, buf: &mut [u8]) -> &[u8] {
+    use std::io::Write;
+    let room = buf.len();
+    let mut rest = &mut buf[..];
+    let _ = writeln!(
+        rest,
+        "lkl-hijack: warning: firewall watchdog stopped: waiting for the program failed \
+         (errno {errno}); its rules stay if it is killed, until the next instance removes them"
+    );
+    let written = room - rest.len();
+    &buf[..written]
+}
+
 /// Single-quotes `s` for a POSIX shell.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -132,16 +194,6 @@ impl Firewall {
         v4: Option<Ipv4Addr>,
         v6: Option<Ipv6Addr>,
     ) -> Firewall {
-        let safe_if: String = ifname
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         let pid = std::process::id();
         let tool = match (
             find_program("nft"),
@@ -153,8 +205,8 @@ impl Firewall {
             _ => None,
         };
         let name = match tool {
-            Some(Tool::Iptables { .. }) => format!("{CHAIN_PREFIX}{ifname}-{pid}"),
-            _ => format!("{PREFIX}{safe_if}_{pid}"),
+            Some(Tool::Iptables { .. }) => chain_name(ifname, pid),
+            _ => table_name(ifname, pid),
         };
         let action = match (mode, &tool) {
             (FirewallMode::Off, _) => Action::Off,
@@ -383,7 +435,7 @@ impl Firewall {
         let (listing, prefix) = match &self.tool {
             Tool::Nft(nft) => (
                 self.output(&[nft.display().to_string(), "list tables".into()]),
-                PREFIX,
+                TABLE_PREFIX,
             ),
             Tool::Iptables { v4, .. } => (
                 self.output(&[
@@ -485,6 +537,8 @@ impl Firewall {
     /// it ends, and removes the rules. It holds no descriptor of ours but a pidfd, is in its
     /// own session (so a terminal's ^C reaches the program, not it), and is no child of the
     /// program's (an intermediate process exits at once), so it cannot confuse waitpid(-1).
+    /// Should the wait itself fail, it says so on our stderr and exits, leaving the rules to
+    /// the exit handler or to the next instance's removal of stale ones.
     fn spawn_watchdog(&self) {
         let script = self
             .remove_commands(&self.name)
@@ -506,8 +560,11 @@ impl Firewall {
             std::ptr::null(),
         ];
         let envp: [*const c_char; 2] = [path.as_ptr(), std::ptr::null()];
+        let pid = std::process::id();
+        // Where the watchdog, which keeps none of our descriptors, can still reach our stderr.
+        let stderr_path = cstr(&format!("/proc/{pid}/fd/2"));
         // SAFETY: pidfd_open of our own pid.
-        let pidfd = unsafe { lkl::raw_syscall!(libc::SYS_pidfd_open, libc::getpid(), 0) } as i32;
+        let pidfd = unsafe { lkl::raw_syscall!(libc::SYS_pidfd_open, pid, 0) } as i32;
         if pidfd < 0 {
             log::warn!(
                 "firewall: no watchdog (pidfd_open failed): rules stay if the program is killed"
@@ -531,10 +588,43 @@ impl Firewall {
                         events: libc::POLLIN,
                         revents: 0,
                     };
-                    while lkl::raw_syscall!(libc::SYS_ppoll, std::ptr::from_mut(&mut p), 1, 0, 0, 0)
-                        != 1
-                    {}
-                    lkl::raw_syscall!(libc::SYS_execve, sh.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    let end = wait_for_end(|| {
+                        let n = lkl::raw_syscall!(
+                            libc::SYS_ppoll,
+                            std::ptr::from_mut(&mut p),
+                            1,
+                            0,
+                            0,
+                            0
+                        );
+                        if n < 0 {
+                            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                        } else {
+                            Ok(n)
+                        }
+                    });
+                    match end {
+                        WaitEnd::Ended => {
+                            lkl::raw_syscall!(
+                                libc::SYS_execve,
+                                sh.as_ptr(),
+                                argv.as_ptr(),
+                                envp.as_ptr()
+                            );
+                        }
+                        WaitEnd::Failed(errno) => {
+                            let fd = lkl::raw_syscall!(
+                                libc::SYS_open,
+                                stderr_path.as_ptr(),
+                                libc::O_WRONLY | libc::O_APPEND | libc::O_NOCTTY | libc::O_CLOEXEC
+                            );
+                            if fd >= 0 {
+                                let mut buf = [0u8; 256];
+                                let text = watchdog_failure(errno, &mut buf);
+                                lkl::raw_syscall!(libc::SYS_write, fd, text.as_ptr(), text.len());
+                            }
+                        }
+                    }
                 }
                 lkl::raw_syscall!(libc::SYS_exit_group, 0);
             }
@@ -552,5 +642,271 @@ impl Firewall {
             .collect::<Vec<_>>()
             .join(" ")
             + " >/dev/null 2>&1"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+    const V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
+
+    /// A firewall of pid 4242 on venet0 with `tool`, built without looking at the system.
+    fn firewall(tool: Tool, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Firewall {
+        let name = match tool {
+            Tool::Nft(_) => table_name("venet0", 4242),
+            Tool::Iptables { .. } => chain_name("venet0", 4242),
+        };
+        Firewall {
+            tool,
+            action: Action::Off,
+            ifname: "venet0".into(),
+            v4,
+            v6,
+            name,
+        }
+    }
+
+    fn nft(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Firewall {
+        firewall(Tool::Nft("/usr/sbin/nft".into()), v4, v6)
+    }
+
+    fn iptables(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Firewall {
+        firewall(
+            Tool::Iptables {
+                v4: "/usr/sbin/iptables".into(),
+                v6: "/usr/sbin/ip6tables".into(),
+            },
+            v4,
+            v6,
+        )
+    }
+
+    fn ports(text: &str) -> PortSet {
+        PortSet::parse(text).unwrap()
+    }
+
+    /// Each command as one line, arguments separated by single spaces.
+    fn lines(cmds: &[Vec<String>]) -> Vec<String> {
+        cmds.iter().map(|c| c.join(" ")).collect()
+    }
+
+    #[test]
+    fn names_carry_the_interface_and_the_pid() {
+        assert_eq!(table_name("venet0", 4242), "lklhijack_venet0_4242");
+        assert_eq!(table_name("eth0.100:a-b", 7), "lklhijack_eth0_100_a_b_7");
+        assert_eq!(chain_name("eth0.100", 7), "LKLH-eth0.100-7");
+    }
+
+    #[test]
+    fn nft_install_is_one_script_with_a_drop_rule_per_address_and_protocol() {
+        let t = "lklhijack_venet0_4242";
+        let sets = format!(
+            "add table inet {t}; \
+             add chain inet {t} prerouting {{ type filter hook prerouting priority raw; policy accept; }}; \
+             add set inet {t} tcp_ports {{ type inet_service; flags interval; }}; \
+             add set inet {t} udp_ports {{ type inet_service; flags interval; }}"
+        );
+        let rule = |family: &str, addr: &str, proto: &str| {
+            format!(
+                "; add rule inet {t} prerouting iifname \"venet0\" {family} daddr {addr} \
+                 {proto} dport @{proto}_ports drop"
+            )
+        };
+        let both = sets.clone()
+            + &rule("ip", "10.0.0.3", "tcp")
+            + &rule("ip6", "fd00::3", "tcp")
+            + &rule("ip", "10.0.0.3", "udp")
+            + &rule("ip6", "fd00::3", "udp");
+        assert_eq!(
+            nft(Some(V4), Some(V6)).install_commands(),
+            vec![vec!["/usr/sbin/nft".to_string(), both]]
+        );
+        let v4_only =
+            sets.clone() + &rule("ip", "10.0.0.3", "tcp") + &rule("ip", "10.0.0.3", "udp");
+        assert_eq!(
+            nft(Some(V4), None).install_commands(),
+            vec![vec!["/usr/sbin/nft".to_string(), v4_only]]
+        );
+        let v6_only = sets + &rule("ip6", "fd00::3", "tcp") + &rule("ip6", "fd00::3", "udp");
+        assert_eq!(
+            nft(None, Some(V6)).install_commands(),
+            vec![vec!["/usr/sbin/nft".to_string(), v6_only]]
+        );
+    }
+
+    #[test]
+    fn nft_ports_and_ranges_go_into_the_protocols_set() {
+        let fw = nft(Some(V4), Some(V6));
+        assert_eq!(
+            lines(&fw.add_commands(Proto::Tcp, &ports("8000-8100,443"))),
+            ["/usr/sbin/nft add element inet lklhijack_venet0_4242 tcp_ports { 443, 8000-8100 }"]
+        );
+        assert_eq!(
+            lines(&fw.add_commands(Proto::Udp, &ports("53"))),
+            ["/usr/sbin/nft add element inet lklhijack_venet0_4242 udp_ports { 53 }"]
+        );
+        assert!(fw.add_commands(Proto::Tcp, &PortSet::default()).is_empty());
+    }
+
+    #[test]
+    fn nft_removal_deletes_the_table() {
+        let fw = nft(Some(V4), None);
+        assert_eq!(
+            lines(&fw.remove_commands(&fw.name)),
+            ["/usr/sbin/nft delete table inet lklhijack_venet0_4242"]
+        );
+        assert_eq!(
+            lines(&fw.remove_commands("lklhijack_eth1_77")),
+            ["/usr/sbin/nft delete table inet lklhijack_eth1_77"]
+        );
+    }
+
+    #[test]
+    fn iptables_install_makes_a_chain_jumped_to_from_prerouting_per_address_family() {
+        let chain = "LKLH-venet0-4242";
+        let make = |tool: &str| {
+            vec![
+                format!("{tool} -w -t raw -N {chain}"),
+                format!("{tool} -w -t raw -I PREROUTING -i venet0 -j {chain}"),
+            ]
+        };
+        let ipt = make("/usr/sbin/iptables");
+        let ip6t = make("/usr/sbin/ip6tables");
+        assert_eq!(
+            lines(&iptables(Some(V4), Some(V6)).install_commands()),
+            [ipt.clone(), ip6t.clone()].concat()
+        );
+        assert_eq!(lines(&iptables(Some(V4), None).install_commands()), ipt);
+        assert_eq!(lines(&iptables(None, Some(V6)).install_commands()), ip6t);
+    }
+
+    #[test]
+    fn iptables_ports_and_ranges_are_one_drop_rule_each_per_address() {
+        let chain = "LKLH-venet0-4242";
+        assert_eq!(
+            lines(&iptables(Some(V4), Some(V6)).add_commands(Proto::Udp, &ports("443,8000-8100"))),
+            [
+                format!("/usr/sbin/iptables -w -t raw -A {chain} -d 10.0.0.3 -p udp --dport 443:443 -j DROP"),
+                format!("/usr/sbin/iptables -w -t raw -A {chain} -d 10.0.0.3 -p udp --dport 8000:8100 -j DROP"),
+                format!("/usr/sbin/ip6tables -w -t raw -A {chain} -d fd00::3 -p udp --dport 443:443 -j DROP"),
+                format!("/usr/sbin/ip6tables -w -t raw -A {chain} -d fd00::3 -p udp --dport 8000:8100 -j DROP"),
+            ]
+        );
+        assert_eq!(
+            lines(&iptables(None, Some(V6)).add_commands(Proto::Tcp, &ports("80"))),
+            [format!(
+                "/usr/sbin/ip6tables -w -t raw -A {chain} -d fd00::3 -p tcp --dport 80:80 -j DROP"
+            )]
+        );
+        assert!(iptables(Some(V4), None)
+            .add_commands(Proto::Tcp, &PortSet::default())
+            .is_empty());
+    }
+
+    #[test]
+    fn iptables_removal_unhooks_flushes_and_deletes_the_chain_in_both_families() {
+        let remove = |tool: &str, ifname: &str, chain: &str| {
+            vec![
+                format!("{tool} -w -t raw -D PREROUTING -i {ifname} -j {chain}"),
+                format!("{tool} -w -t raw -F {chain}"),
+                format!("{tool} -w -t raw -X {chain}"),
+            ]
+        };
+        let fw = iptables(Some(V4), None);
+        assert_eq!(
+            lines(&fw.remove_commands(&fw.name)),
+            [
+                remove("/usr/sbin/iptables", "venet0", "LKLH-venet0-4242"),
+                remove("/usr/sbin/ip6tables", "venet0", "LKLH-venet0-4242"),
+            ]
+            .concat()
+        );
+        // A dead instance's chain names its own interface, which may hold a dash.
+        assert_eq!(
+            lines(&fw.remove_commands("LKLH-eth-1.5-77")),
+            [
+                remove("/usr/sbin/iptables", "eth-1.5", "LKLH-eth-1.5-77"),
+                remove("/usr/sbin/ip6tables", "eth-1.5", "LKLH-eth-1.5-77"),
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn full_commands_install_then_add_tcp_then_udp() {
+        let fw = nft(Some(V4), None);
+        let mut want = fw.install_commands();
+        want.extend(fw.add_commands(Proto::Tcp, &ports("80")));
+        want.extend(fw.add_commands(Proto::Udp, &ports("53")));
+        assert_eq!(fw.full_commands(&ports("80"), &ports("53")), want);
+        assert_eq!(
+            fw.full_commands(&PortSet::default(), &PortSet::default()),
+            fw.install_commands()
+        );
+    }
+
+    #[test]
+    fn commands_shown_to_a_person_quote_only_what_the_shell_would_split() {
+        let fw = nft(Some(V4), None);
+        assert_eq!(
+            fw.shell(&fw.add_commands(Proto::Tcp, &ports("80"))[0]),
+            "nft 'add element inet lklhijack_venet0_4242 tcp_ports { 80 }'"
+        );
+        let ipt = iptables(Some(V4), None);
+        assert_eq!(
+            ipt.shell(&ipt.add_commands(Proto::Tcp, &ports("80"))[0]),
+            "iptables -w -t raw -A LKLH-venet0-4242 -d 10.0.0.3 -p tcp --dport 80:80 -j DROP"
+        );
+        assert_eq!(
+            fw.shell_full(&["/usr/sbin/nft".into(), "it's".into()]),
+            r"'/usr/sbin/nft' 'it'\''s' >/dev/null 2>&1"
+        );
+    }
+
+    #[test]
+    fn watchdog_wait_retries_interrupted_waits_until_the_program_ends() {
+        let mut results = [Err(libc::EINTR), Err(libc::EINTR), Ok(1)].into_iter();
+        let mut calls = 0;
+        let end = wait_for_end(|| {
+            calls += 1;
+            results.next().expect("no ppoll after the program ended")
+        });
+        assert_eq!(end, WaitEnd::Ended);
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn watchdog_wait_stops_at_a_failure_other_than_an_interruption() {
+        let mut calls = 0;
+        let end = wait_for_end(|| {
+            calls += 1;
+            assert!(calls < 100, "the wait retries a failing ppoll forever");
+            if calls == 1 {
+                Err(libc::EINTR)
+            } else {
+                Err(libc::ENOMEM)
+            }
+        });
+        assert_eq!(end, WaitEnd::Failed(libc::ENOMEM));
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn watchdog_failure_message_names_the_errno_and_fits_its_buffer() {
+        let mut buf = [0u8; 256];
+        let text = String::from_utf8(watchdog_failure(libc::ENOMEM, &mut buf).to_vec()).unwrap();
+        assert!(
+            text.starts_with("lkl-hijack: warning: firewall watchdog stopped")
+                && text.contains("(errno 12)")
+                && text.ends_with('\n'),
+            "{text:?}"
+        );
+        let mut small = [0u8; 20];
+        assert_eq!(
+            watchdog_failure(libc::ENOMEM, &mut small),
+            b"lkl-hijack: warning:"
+        );
     }
 }
