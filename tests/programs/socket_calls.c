@@ -294,8 +294,9 @@ static void drain(int fd) {
     }
 }
 
-/* Sends on nonblocking socket fd until its send buffer stays full (not writable for 50ms);
- * returns the bytes queued. */
+/* Sends on nonblocking socket fd until its send buffer stays full (not writable for 300ms:
+ * on a loaded machine the ACKs that free space can take longer than a short quiet spell, and
+ * a wait for writability that follows would then see them); returns the bytes queued. */
 static size_t fill_sndbuf(int fd) {
     static char chunk[65536];
     size_t total = 0;
@@ -304,7 +305,7 @@ static size_t fill_sndbuf(int fd) {
         while ((n = send(fd, chunk, sizeof chunk, MSG_DONTWAIT)) > 0)
             total += (size_t)n;
         struct pollfd p = {fd, POLLOUT, 0};
-        if (poll(&p, 1, 50) == 0)
+        if (poll(&p, 1, 300) == 0)
             break;
     }
     return total;
