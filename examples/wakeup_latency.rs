@@ -15,18 +15,17 @@ const ROUNDS: usize = 2000;
 /// Sleeps on both fds with poll (or epoll) and reports when the socket became readable.
 fn waiter(pipe: i32, mut sock: TcpStream, use_epoll: bool, woke: mpsc::Sender<Instant>) {
     let fd = sock.as_raw_fd();
-    // SAFETY (all calls below): plain libc calls on live fds with live local buffers.
     let ep = if use_epoll {
+        // SAFETY: epoll_create1 takes a flag.
         let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         for f in [pipe, fd] {
             let mut ev = libc::epoll_event {
                 events: libc::EPOLLIN as u32,
                 u64: f as u64,
             };
-            assert_eq!(
-                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, f, &mut ev) },
-                0
-            );
+            // SAFETY: `ev` is a live event for the call.
+            let added = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, f, &mut ev) };
+            assert_eq!(added, 0);
         }
         ep
     } else {
@@ -36,7 +35,9 @@ fn waiter(pipe: i32, mut sock: TcpStream, use_epoll: bool, woke: mpsc::Sender<In
     for _ in 0..ROUNDS {
         if use_epoll {
             let mut ev = libc::epoll_event { events: 0, u64: 0 };
-            assert_eq!(unsafe { libc::epoll_wait(ep, &mut ev, 1, -1) }, 1);
+            // SAFETY: room for the one event asked for.
+            let n = unsafe { libc::epoll_wait(ep, &mut ev, 1, -1) };
+            assert_eq!(n, 1);
             assert_eq!({ ev.u64 }, fd as u64);
         } else {
             let mut fds = [
@@ -51,7 +52,9 @@ fn waiter(pipe: i32, mut sock: TcpStream, use_epoll: bool, woke: mpsc::Sender<In
                     revents: 0,
                 },
             ];
-            assert_eq!(unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) }, 1);
+            // SAFETY: `fds` holds the two entries passed.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            assert_eq!(n, 1);
             assert!(fds[1].revents & libc::POLLIN != 0);
         }
         let now = Instant::now();

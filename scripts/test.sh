@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The lints of Cargo.toml's [workspace.lints] (every unsafe block says why it is sound) and
+# clippy's defaults, as errors.
+cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
 echo "== the preload library's tests again, offloads off (LKL_HIJACK_OFFLOAD=0)"
 LKL_HIJACK_OFFLOAD=0 cargo test --release -p lkl-hijack

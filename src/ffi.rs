@@ -75,11 +75,14 @@ pub fn narrow<T: TryFrom<c_long>>(r: SysResult<c_long>) -> SysResult<T> {
 /// Reads a `T` the program handed in; EFAULT if the pointer is bad (instead of a crash).
 pub fn read_user<T: Copy>(p: *const T) -> SysResult<T> {
     let mut v = std::mem::MaybeUninit::<T>::uninit();
+    if p.is_null() {
+        return Err(Errno::EFAULT);
+    }
     // SAFETY: the destination is our own T-sized buffer; the source is the program's
     // pointer, which the guarded copy may find bad. T is Copy (plain data).
-    if p.is_null()
-        || !unsafe { lkl::copy_guarded(v.as_mut_ptr().cast(), p.cast(), std::mem::size_of::<T>()) }
-    {
+    let copied =
+        unsafe { lkl::copy_guarded(v.as_mut_ptr().cast(), p.cast(), std::mem::size_of::<T>()) };
+    if !copied {
         return Err(Errno::EFAULT);
     }
     // SAFETY: fully written by the copy.
@@ -106,17 +109,17 @@ pub fn read_user_slice<T: Copy>(p: *const T, n: usize) -> SysResult<Vec<T>> {
 
 /// Writes `values` to where the program pointed.
 pub fn write_user_slice<T: Copy>(p: *mut T, values: &[T]) -> SysResult<()> {
-    // SAFETY: the source is our own slice; the destination the program's pointer.
-    if !values.is_empty()
-        && (p.is_null()
-            || !unsafe {
-                lkl::copy_guarded(
-                    p.cast(),
-                    values.as_ptr().cast(),
-                    std::mem::size_of_val(values),
-                )
-            })
-    {
+    if values.is_empty() {
+        return Ok(());
+    }
+    if p.is_null() {
+        return Err(Errno::EFAULT);
+    }
+    let len = std::mem::size_of_val(values);
+    // SAFETY: the source is our own slice; the destination the program's pointer, which the
+    // guarded copy may find bad.
+    let copied = unsafe { lkl::copy_guarded(p.cast(), values.as_ptr().cast(), len) };
+    if !copied {
         return Err(Errno::EFAULT);
     }
     Ok(())

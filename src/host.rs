@@ -55,9 +55,9 @@ macro_rules! forward {
         pub unsafe fn $name($($arg: $ty),*) -> $ret {
             static ADDR: AtomicUsize = AtomicUsize::new(0);
             let addr = resolve(concat!(stringify!($name), "\0"), &ADDR);
-            // SAFETY: `addr` is glibc's definition of this name, whose C prototype the
-            // signature below restates.
             let f: unsafe extern "C" fn($($ty),*) -> $ret =
+                // SAFETY: `addr` is glibc's definition of this name, whose C prototype the
+                // signature above restates.
                 unsafe { std::mem::transmute::<usize, _>(addr) };
             // SAFETY: the caller upholds the C function's contract.
             unsafe { f($($arg),*) }

@@ -7,7 +7,12 @@
 
 #![no_std]
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
-#![allow(clippy::all)]
+// Generated code: bindgen's unsafe blocks and functions carry no SAFETY comments.
+#![allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    unsafe_op_in_unsafe_fn
+)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 

@@ -456,12 +456,12 @@ impl Firewall {
                     .rsplit(['_', '-'])
                     .next()
                     .and_then(|p| p.parse::<i32>().ok());
-                // SAFETY: kill with signal 0 only checks that the process exists.
-                pid.is_some_and(|p| {
-                    p > 0
-                        && unsafe { libc::kill(p, 0) } != 0
-                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-                })
+                let gone = |p: i32| {
+                    // SAFETY: kill with signal 0 only checks that the process exists.
+                    let ret = unsafe { libc::kill(p, 0) };
+                    ret != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                };
+                pid.is_some_and(|p| p > 0 && gone(p))
             })
             .map(String::from)
             .collect();

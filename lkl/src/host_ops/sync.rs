@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn semaphore_counts_and_blocks() {
-        // SAFETY (whole test): the ops are called as the kernel would, on live objects.
+        // SAFETY: (the whole test) the ops are called as the kernel would, on live objects.
         unsafe {
             let sem = op(OPS.sem_alloc)(1);
             op(OPS.sem_down)(sem); // the initial count lets one through

@@ -217,9 +217,8 @@ pub fn mmap_shared(fd: &Fd, len: usize) -> io::Result<*mut u8> {
         )
     })? as *mut u8;
     // SAFETY: addr..addr+len is the mapping just made.
-    if let Err(e) =
-        check(unsafe { crate::raw_syscall!(libc::SYS_madvise, addr, len, libc::MADV_DONTFORK) })
-    {
+    let advised = unsafe { crate::raw_syscall!(libc::SYS_madvise, addr, len, libc::MADV_DONTFORK) };
+    if let Err(e) = check(advised) {
         // SAFETY: as above; nothing else refers to it yet.
         unsafe { munmap(addr, len) };
         return Err(e);

@@ -170,8 +170,8 @@ impl PacketBackend {
         } else {
             push(&s.copy[i]);
         }
-        // SAFETY: mmsghdr is plain data; all zeroes is a valid value.
         let msg = &mut s.msgs[i];
+        // SAFETY: mmsghdr is plain data; all zeroes is a valid value.
         *msg = unsafe { zeroed() };
         msg.msg_hdr.msg_name = ptr::from_mut(&mut s.sll[i]).cast();
         msg.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
