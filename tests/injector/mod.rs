@@ -16,6 +16,9 @@ use crate::packets::{parse_tcp, Seen, ETH_P_IP, ETH_P_IPV6};
 /// socket receives it.
 pub struct Injector {
     socket: PacketSocket,
+    dev: String,
+    /// The device's transmit drops when last looked at (see [`Injector::send_proto`]).
+    dropped: u64,
     pub sent: u64,
     pub send_errors: u64,
 }
@@ -27,6 +30,8 @@ impl Injector {
         // Room for bursts; the host's limits may cap it, which only costs some drops.
         let _ = socket.set_buffer_sizes(8 << 20);
         Ok(Injector {
+            dropped: own_tx_dropped(dev),
+            dev: dev.to_string(),
             socket,
             sent: 0,
             send_errors: 0,
@@ -50,9 +55,16 @@ impl Injector {
                 Ok(()) => {
                     self.sent += 1;
                     // The tun device drops what does not fit its ring (4000 packets) while
-                    // the forwarder is off the CPU: stay well below that.
+                    // the forwarder is off the CPU: stay well below that, and where the ring
+                    // overflowed all the same (a loaded machine), give the forwarder time to
+                    // empty it before going on.
                     if self.sent % 32 == 0 {
                         thread::sleep(Duration::from_micros(400));
+                        let dropped = own_tx_dropped(&self.dev);
+                        if dropped > self.dropped {
+                            self.dropped = dropped;
+                            thread::sleep(Duration::from_millis(50));
+                        }
                     }
                     return;
                 }
@@ -90,6 +102,19 @@ impl Injector {
     pub fn drain(&self) {
         while self.recv(Duration::ZERO).is_some() {}
     }
+}
+
+/// Packets `dev` dropped on transmit, for a device of the calling thread's namespace: from
+/// /proc/thread-self/net/dev, cheap enough to read between packets.
+fn own_tx_dropped(dev: &str) -> u64 {
+    let table = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default();
+    // "  tun0: rx bytes packets errs drop fifo frame compressed multicast, tx bytes packets
+    // errs drop ...": the transmit drops are the twelfth number.
+    table
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(dev)?.strip_prefix(':'))
+        .and_then(|numbers| numbers.split_whitespace().nth(11)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Packets `dev` in `ns` dropped on transmit (a full tun ring), from `ip -s link`.
