@@ -110,13 +110,15 @@ pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
             "offloads off (TCP segmented and checksummed in LKL)"
         }
     );
-    for f in lkl::host_features::fallbacks() {
-        log::debug!(
-            "the host kernel lacks {} (Linux {}): {}",
-            f.feature,
-            f.since,
-            f.instead
-        );
+    if let Some(note) = backend.link_note() {
+        log::debug!("{note}");
+    }
+    for f in backend
+        .fallbacks()
+        .iter()
+        .chain(&lkl::host_features::fallbacks())
+    {
+        log::debug!("{f}");
     }
     let iface = InterfaceConfig {
         mtu: None,

@@ -4,10 +4,10 @@
 use std::ffi::CString;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use lkl::packet::{open_socket, OpenError};
+use lkl::packet::{open_socket, Admit, OpenError, PacketBackend, PacketConfig};
 
 use crate::args::Args;
 use crate::detect::{self, Interface};
@@ -146,7 +146,47 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
             ),
         ),
     })?;
+    // The library sets its socket up (filter, options, ring) as the program starts. Doing the
+    // same now, on a socket of its own, makes a host that refuses any of it fail here; what
+    // the host lacks and the library does without is listed. The ports the filter admits
+    // change while the program runs; the rest is the library's setup as it will be.
+    let probe = open_socket(&iface.name)
+        .and_then(|sock| {
+            PacketBackend::adopt(
+                sock.into_raw_fd(),
+                &PacketConfig {
+                    ifname: iface.name.clone(),
+                    ipv4: ip,
+                    ipv6: ip6,
+                    next_hop: None,
+                    admit: Admit::All,
+                    offload: std::env::var("LKL_HIJACK_OFFLOAD").as_deref() != Ok("0"),
+                    rx_ring: true,
+                },
+            )
+        })
+        .map_err(|e| {
+            fail(
+                16,
+                format!(
+                    "cannot set a packet socket up on {} as the library will: {}",
+                    iface.name,
+                    e.problem()
+                ),
+            )
+        })?;
     ok(format!("packet socket on {}", iface.name));
+    if let Some(note) = probe.link_note() {
+        ok(note.to_string());
+    }
+    for f in probe
+        .fallbacks()
+        .iter()
+        .chain(&lkl::host_features::fallbacks())
+    {
+        ok(f.to_string());
+    }
+    drop(probe);
 
     let firewall = args
         .firewall

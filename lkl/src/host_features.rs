@@ -3,8 +3,9 @@
 //! Users run on OpenVZ 7 (3.10), RHEL 8 (4.18), Ubuntu 20.04 (5.4), Debian 11 (5.10): each of
 //! these calls has a fallback that keeps the behaviour, chosen once per process by asking the
 //! kernel with arguments that change nothing. The packet socket's own options are decided
-//! where it is set up (see [`crate::packet`]).
+//! where it is set up, and listed by [`crate::packet::PacketBackend::fallbacks`].
 
+use std::fmt;
 use std::sync::OnceLock;
 
 /// A host feature that is missing, and what is done instead.
@@ -16,6 +17,17 @@ pub struct Fallback {
     pub since: &'static str,
     /// What is used instead.
     pub instead: &'static str,
+}
+
+/// One line: "the host kernel lacks FEATURE (Linux SINCE): INSTEAD".
+impl fmt::Display for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the host kernel lacks {} (Linux {}): {}",
+            self.feature, self.since, self.instead
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

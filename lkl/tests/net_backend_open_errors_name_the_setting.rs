@@ -1,8 +1,9 @@
 //! A packet backend that cannot open says so in one line naming the input at fault (the
 //! interface, or a descriptor handed to it), its value and what was expected: for a missing
 //! interface, an interface that is down, a process without CAP_NET_RAW, a descriptor that is
-//! no packet socket and a raw socket on a link type the backend does not know. The preload
-//! library puts its variable's name in place of the input's. No kernel is needed: the backend fails before it has one.
+//! no packet socket, a raw socket on a link type the backend does not know and one on venet0
+//! (link/void), where a raw socket cannot send. The preload library puts its variable's name
+//! in place of the input's. No kernel is needed: the backend fails before it has one.
 
 use std::os::fd::AsRawFd;
 
@@ -160,4 +161,39 @@ fn a_raw_socket_on_an_unknown_link_type_is_named() {
     );
     assert_one_line_naming(&e, OpenInput::Ifname("lo"), "link-layer header");
     assert!(e.to_string().contains("ARPHRD 772"), "{e}");
+}
+
+#[test]
+fn a_raw_socket_on_venet0_is_refused_as_unable_to_send() {
+    let topo = VenetTopology::builder().build().unwrap();
+    let e = topo
+        .container_ns()
+        .in_thread(|| {
+            // A raw packet socket, as a launcher that knows no better may hand one down: on
+            // OpenVZ's venet0 the host would drop everything it sends.
+            // SAFETY: socket takes integers only.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            match PacketBackend::adopt(fd, &config("venet0")) {
+                Ok(_) => panic!("a raw socket on venet0 was set up"),
+                Err(e) => e,
+            }
+        })
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            OpenError::UnknownLinkType {
+                hw_type: libc::ARPHRD_VOID,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_one_line_naming(
+        &e,
+        OpenInput::Ifname("venet0"),
+        "expected a SOCK_DGRAM socket",
+    );
 }

@@ -5,6 +5,8 @@
 //! header) or at an Ethernet header (SOCK_RAW). Only packets to LKL's addresses pass; when
 //! LKL shares its address with the host stack, only those to the ports LKL owns, so the host's
 //! own traffic never reaches LKL (which would answer it with resets and port-unreachables).
+//! On a host kernel without PACKET_IGNORE_OUTGOING (before 4.20) the program also drops the
+//! packets the interface sends, LKL's own among them (`drop_outgoing`).
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -27,6 +29,8 @@ pub enum Admit {
 }
 
 const ACCEPT: u32 = u32::MAX;
+/// skb->pkt_type of a packet the interface sends (linux/if_packet.h).
+const PACKET_OUTGOING: u32 = 4;
 
 /// `offset` from the IP header, as BPF_ABS/BPF_IND/BPF_MSH address it whatever the socket type.
 fn net(offset: u32) -> u32 {
@@ -114,14 +118,25 @@ impl Asm {
     }
 }
 
-/// The program for LKL's addresses `v4`/`v6` (None: that family is refused).
+/// The program for LKL's addresses `v4`/`v6` (None: that family is refused); with
+/// `drop_outgoing`, packets the interface sends are refused too.
 pub(super) fn program(
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
     admit: &Admit,
+    drop_outgoing: bool,
 ) -> Vec<sock_filter> {
     let mut a = Asm::default();
     let (ipv4, ipv6, tcp, udp) = (a.label(), a.label(), a.label(), a.label());
+    if drop_outgoing {
+        // The packet's direction as the host kernel saw it (skb->pkt_type).
+        a.stmt(
+            op(libc::BPF_LD | libc::BPF_ABS, libc::BPF_B),
+            (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32,
+        );
+        a.jump(libc::BPF_JEQ, PACKET_OUTGOING, 0, 1);
+        a.ret(0);
+    }
     // The protocol the host kernel gave the packet (skb->protocol).
     a.stmt(
         op(libc::BPF_LD | libc::BPF_ABS, libc::BPF_H),
@@ -224,9 +239,14 @@ fn transport_dispatch(a: &mut Asm, tcp: Label, udp: Label, load_dport: impl Fn(&
 mod tests {
     use super::*;
 
-    /// Runs a classic-BPF program over `packet` with `proto` as skb->protocol (the
-    /// instructions `program` emits).
+    /// [`run_as`] for a received packet (PACKET_HOST).
     fn run(prog: &[sock_filter], proto: u16, packet: &[u8]) -> u32 {
+        run_as(prog, proto, 0, packet)
+    }
+
+    /// Runs a classic-BPF program over `packet` with `proto` as skb->protocol and `pkt_type`
+    /// as skb->pkt_type (the instructions `program` emits).
+    fn run_as(prog: &[sock_filter], proto: u16, pkt_type: u32, packet: &[u8]) -> u32 {
         let (mut pc, mut a, mut x) = (0usize, 0u32, 0u32);
         // Offsets from SKF_NET_OFF are from the IP header, where `packet` starts.
         let load = |k: u32, size: usize| -> Option<u32> {
@@ -244,6 +264,11 @@ mod tests {
                     && k == (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32 =>
                 {
                     a = u32::from(proto)
+                }
+                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_ABS
+                    && k == (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32 =>
+                {
+                    a = pkt_type
                 }
                 c if c == libc::BPF_LD | libc::BPF_ABS | libc::BPF_W => match load(k, 4) {
                     Some(v) => a = v,
@@ -306,7 +331,7 @@ mod tests {
     #[test]
     fn admit_all_accepts_only_lkls_addresses() {
         let (v4, v6) = addrs();
-        let prog = program(Some(v4), Some(v6), &Admit::All);
+        let prog = program(Some(v4), Some(v6), &Admit::All, false);
         assert_ne!(run(&prog, ETH_P_IP, &v4_packet(v4, 1, 0)), 0);
         assert_eq!(
             run(
@@ -332,10 +357,10 @@ mod tests {
     #[test]
     fn a_missing_address_refuses_that_family() {
         let (v4, v6) = addrs();
-        let prog = program(Some(v4), None, &Admit::All);
+        let prog = program(Some(v4), None, &Admit::All, false);
         assert_ne!(run(&prog, ETH_P_IP, &v4_packet(v4, 6, 80)), 0);
         assert_eq!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 80)), 0);
-        let prog = program(None, Some(v6), &Admit::All);
+        let prog = program(None, Some(v6), &Admit::All, false);
         assert_eq!(run(&prog, ETH_P_IP, &v4_packet(v4, 6, 80)), 0);
         assert_ne!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 80)), 0);
     }
@@ -347,7 +372,7 @@ mod tests {
             tcp: vec![(80, 80), (8000, 8100)],
             udp: vec![(61000, 65535)],
         };
-        let prog = program(Some(v4), Some(v6), &admit);
+        let prog = program(Some(v4), Some(v6), &admit, false);
         for (proto, port, want) in [
             (6, 80, true),
             (6, 81, false),
@@ -395,6 +420,7 @@ mod tests {
                 tcp: vec![(443, 443)],
                 udp: vec![],
             },
+            false,
         );
         let mut p = vec![0u8; 48];
         p[0] = 0x47; // 28-byte header
@@ -410,8 +436,34 @@ mod tests {
     fn many_ranges_still_assemble() {
         let (v4, v6) = addrs();
         let tcp: Vec<(u16, u16)> = (1..=200).map(|i| (i * 100, i * 100 + 1)).collect();
-        let prog = program(Some(v4), Some(v6), &Admit::Ports { tcp, udp: vec![] });
+        let prog = program(
+            Some(v4),
+            Some(v6),
+            &Admit::Ports { tcp, udp: vec![] },
+            false,
+        );
         assert_ne!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 20001)), 0);
         assert_eq!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 20002)), 0);
+    }
+
+    #[test]
+    fn drop_outgoing_refuses_what_the_interface_sends() {
+        let (v4, v6) = addrs();
+        let shared = Admit::Ports {
+            tcp: vec![(80, 80)],
+            udp: vec![],
+        };
+        for admit in [Admit::All, shared] {
+            let keep = program(Some(v4), Some(v6), &admit, false);
+            let drop = program(Some(v4), Some(v6), &admit, true);
+            for (proto, p) in [
+                (ETH_P_IP, v4_packet(v4, 6, 80)),
+                (ETH_P_IPV6, v6_packet(v6, 6, 80)),
+            ] {
+                assert_ne!(run(&drop, proto, &p), 0, "received, {admit:?}");
+                assert_ne!(run_as(&keep, proto, PACKET_OUTGOING, &p), 0);
+                assert_eq!(run_as(&drop, proto, PACKET_OUTGOING, &p), 0, "{admit:?}");
+            }
+        }
     }
 }

@@ -1,13 +1,13 @@
 //! The packet backend: LKL's device on top of an `AF_PACKET` socket bound to a host
 //! interface (OpenVZ's `venet0` in real use; tun, veth and Ethernet work too).
 //!
-//! * LKL's device is L3: it sends and receives bare IP packets. On venet0 and tun (no
-//!   link-layer header) and on Ethernet the socket is SOCK_RAW, with PACKET_VNET_HDR where
-//!   offloads are wanted and the host takes it: a 64 KiB TCP packet then goes to the host in
-//!   one send, and the host segments it and finishes the checksum. On Ethernet the backend
-//!   builds the 14-byte header on tx (the next hop's MAC, ours) and skips it on rx. On other
-//!   link types the socket is SOCK_DGRAM and the host adds and strips the link layer
-//!   (`open.rs`).
+//! * LKL's device is L3: it sends and receives bare IP packets. On tun (no link-layer header)
+//!   and on Ethernet the socket is SOCK_RAW, with PACKET_VNET_HDR where offloads are wanted
+//!   and the host takes it: a 64 KiB TCP packet then goes to the host in one send, and the
+//!   host segments it and finishes the checksum. On Ethernet the backend builds the 14-byte
+//!   header on tx (the next hop's MAC, ours) and skips it on rx. On other link types, OpenVZ's
+//!   venet0 among them, the socket is SOCK_DGRAM, without offloads, and the host adds and
+//!   strips the link layer (`open.rs`).
 //! * tx (`tx.rs`): `sendmmsg`, a batch at a time, with a `sockaddr_ll` naming the protocol
 //!   (from the IP version nibble); on an Ethernet host interface also the next hop's MAC,
 //!   learned from received frames or from the host's ARP table at open (`neighbour.rs`).
@@ -20,7 +20,8 @@
 //!   is armed, then raises the device's irq.
 //! * A classic-BPF filter (`filter.rs`) lets only packets for LKL's addresses — on an address
 //!   shared with the host, only for the ports LKL owns — reach the socket, and
-//!   PACKET_IGNORE_OUTGOING keeps our own tx out of it.
+//!   PACKET_IGNORE_OUTGOING (or, on a host kernel without it, the filter) keeps our own tx
+//!   out of it.
 //! * The backend's host system calls are raw ones (`sys.rs`), never the preload library's
 //!   hooks.
 
@@ -45,6 +46,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::host_features::Fallback;
 use crate::netdev::{Delivery, NetBackend, TxBatch, VNET_HDR_LEN};
 use crate::Errno;
 use rx::Receiver;
@@ -125,6 +127,12 @@ pub struct PacketBackend {
     /// PACKET_VNET_HDR is on: the host segments and checksums (see PacketConfig::offload),
     /// and rx gets the host's own virtio_net_hdr.
     vnet: bool,
+    /// The host kernel lacks PACKET_IGNORE_OUTGOING: the filter drops outgoing packets.
+    drop_outgoing: bool,
+    /// The host's packet-socket features the backend does without.
+    fallbacks: Vec<Fallback>,
+    /// How the interface's link type changed the socket (OpenVZ's venet0).
+    link_note: Option<String>,
     /// The host refused an offloaded packet (said once).
     offload_refused: AtomicBool,
     mtu: u32,
@@ -143,7 +151,27 @@ impl PacketBackend {
     /// Changes which packets reach LKL (e.g. as the program starts listening on ports of an
     /// address it shares with the host). The new filter replaces the old one atomically.
     pub fn admit(&self, admit: &Admit) -> io::Result<()> {
-        filter::attach(&self.sock, &filter::program(self.ipv4, self.ipv6, admit))
+        filter::attach(
+            &self.sock,
+            &filter::program(self.ipv4, self.ipv6, admit, self.drop_outgoing),
+        )
+    }
+
+    /// The packet-socket features the host kernel lacks or refused, and what the backend
+    /// does instead.
+    pub fn fallbacks(&self) -> &[Fallback] {
+        &self.fallbacks
+    }
+
+    /// One line on how the host interface's link type shaped the socket, where it did
+    /// (OpenVZ's venet0: SOCK_DGRAM, no offloads).
+    pub fn link_note(&self) -> Option<&str> {
+        self.link_note.as_deref()
+    }
+
+    /// The packet socket's type (SOCK_RAW or SOCK_DGRAM), as the host reports it.
+    pub fn socket_type(&self) -> io::Result<c_int> {
+        sys::getsockopt_int(&self.sock, libc::SOL_SOCKET, libc::SO_TYPE)
     }
 
     /// The host interface's MTU: the size of LKL's device.

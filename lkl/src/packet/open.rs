@@ -2,10 +2,13 @@
 //! set up as LKL's device (filter, offloads, receive buffer and ring, bound to the
 //! interface), and why that failed.
 //!
-//! The socket type follows the interface's link type: SOCK_RAW on Ethernet and on
-//! interfaces without a link-layer header (venet0, tun), the only type that takes
-//! PACKET_VNET_HDR and so offloads; SOCK_DGRAM, which leaves the link layer to the host, on
-//! any other.
+//! The socket type follows the interface's link type ([`socket_type`]): SOCK_RAW on Ethernet
+//! and on tun (no link-layer header), the only type that takes PACKET_VNET_HDR and so
+//! offloads; SOCK_DGRAM, which leaves the link layer to the host, on any other, OpenVZ's
+//! venet0 (link/void) among them.
+//!
+//! Where the host kernel lacks a packet-socket feature, the backend does without and records
+//! it ([`PacketBackend::fallbacks`]).
 
 use std::ffi::c_int;
 use std::fmt;
@@ -23,16 +26,21 @@ use super::rx::Receiver;
 use super::rx_thread::RxState;
 use super::tx::TxScratch;
 use super::{filter, sys, Counters, PacketBackend, PacketConfig, PACKET_AUXDATA, SOL_PACKET};
+use crate::host_features::Fallback;
 
 // linux/if_packet.h, linux/if_ether.h, linux/if_arp.h
 const PACKET_IGNORE_OUTGOING: c_int = 23;
 const PACKET_VNET_HDR: c_int = 15;
 const ETH_P_ALL: u16 = 0x0003;
 const ARPHRD_ETHER: u16 = 1;
-/// Interfaces without a link-layer header (tun, OpenVZ's venet0): a SOCK_RAW socket on them
-/// sees bare IP packets too. Only SOCK_RAW takes PACKET_VNET_HDR; on Ethernet it also sees
-/// (and must build) the 14-byte header.
+/// tun: no link-layer header, so a SOCK_RAW socket on it sees bare IP packets too. Only
+/// SOCK_RAW takes PACKET_VNET_HDR; on Ethernet it also sees (and must build) the 14-byte
+/// header.
 const ARPHRD_NONE: u16 = 0xfffe;
+/// OpenVZ's venet0 (link/void). It has no link-layer header either, but says its header is
+/// 14 bytes long (hard_header_len) and has no header_ops: a SOCK_RAW send of a bare IP packet
+/// is read 14 bytes off and venet drops it, while sendmsg reports success. Only SOCK_DGRAM
+/// sends there.
 const ARPHRD_VOID: u16 = 0xffff;
 /// The packet socket's receive buffer.
 const RCVBUF_BYTES: c_int = 4 << 20;
@@ -61,7 +69,8 @@ pub enum OpenError {
         fd: c_int,
     },
     /// A SOCK_RAW socket (an adopted one: the backend opens SOCK_DGRAM there) on an interface
-    /// whose link-layer header the backend does not know how to build and strip.
+    /// whose link-layer header the backend does not know how to build and strip, or on
+    /// OpenVZ's venet0 (ARPHRD_VOID), where it cannot send.
     UnknownLinkType {
         ifname: String,
         /// The interface's ARPHRD_* type.
@@ -126,6 +135,14 @@ impl fmt::Display for Problem<'_> {
                 f,
                 "expected an open AF_PACKET socket (SOCK_RAW or SOCK_DGRAM)"
             ),
+            OpenError::UnknownLinkType {
+                hw_type: ARPHRD_VOID,
+                ..
+            } => write!(
+                f,
+                "a SOCK_RAW packet socket on a link/void interface (OpenVZ venet) cannot send: \
+                 the host drops what it sends; expected a SOCK_DGRAM socket"
+            ),
             OpenError::UnknownLinkType { hw_type, .. } => write!(
                 f,
                 "a SOCK_RAW packet socket on it sees link-layer headers of a type the backend \
@@ -184,9 +201,14 @@ fn ifreq(ifname: &str) -> libc::ifreq {
     ifr
 }
 
-/// Interface types whose SOCK_RAW layout the backend knows (see ETH_HLEN).
-fn raw_capable(hw_type: u16) -> bool {
-    matches!(hw_type, ARPHRD_NONE | ARPHRD_VOID | ARPHRD_ETHER)
+/// The packet socket type for an interface of ARPHRD type `hw_type`: SOCK_RAW where the
+/// backend knows the layout a raw socket sees and sends (Ethernet, see ETH_HLEN; tun),
+/// SOCK_DGRAM anywhere else. Both the sockets the backend opens and those it adopts follow it.
+fn socket_type(hw_type: u16) -> c_int {
+    match hw_type {
+        ARPHRD_NONE | ARPHRD_ETHER => libc::SOCK_RAW,
+        _ => libc::SOCK_DGRAM,
+    }
 }
 
 /// A new packet socket, on no interface yet. Protocol 0: nothing is queued before the
@@ -211,17 +233,16 @@ fn new_socket(ifname: &str) -> Result<sys::Fd, OpenError> {
             }
         })
     };
-    // Ethernet and interfaces without a link-layer header get SOCK_RAW, which can carry
-    // offloads (set_up decides); an unknown interface is reported by set_up. The interface's
-    // type is asked through a unix socket: closing a packet socket waits for an RCU grace
-    // period of the host's (~8 ms).
+    // SOCK_RAW can carry offloads (set_up decides); a missing interface is reported by
+    // set_up. The interface's type is asked through a unix socket: closing a packet socket
+    // waits for an RCU grace period of the host's (~8 ms).
     let mut ifr = ifreq(ifname);
     let raw = sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
         // SAFETY: SIOCGIFHWADDR writes the hwaddr member of an ifreq.
         .and_then(|probe| unsafe { sys::ioctl(&probe, libc::SIOCGIFHWADDR as _, &mut ifr) })
         .is_ok()
         // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
-        && raw_capable(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family });
+        && socket_type(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family }) == libc::SOCK_RAW;
     if raw {
         open(libc::SOCK_RAW, "socket(AF_PACKET, SOCK_RAW)")
     } else {
@@ -365,10 +386,18 @@ impl PacketBackend {
         let raw = sys::getsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TYPE)
             .map_err(host("SO_TYPE"))?
             == libc::SOCK_RAW;
-        if raw && !raw_capable(hw_type) {
-            // A raw socket would see a link-layer header the backend does not know.
+        if raw && socket_type(hw_type) != libc::SOCK_RAW {
+            // A raw socket would see a link-layer header the backend does not know, or (on
+            // venet0) could not send.
             return Err(OpenError::UnknownLinkType { ifname, hw_type });
         }
+        let link_note = (hw_type == ARPHRD_VOID).then(|| {
+            format!(
+                "{} is link/void (OpenVZ venet): SOCK_DGRAM, no offloads",
+                cfg.ifname
+            )
+        });
+        let mut fallbacks = Vec::new();
         // Our own MAC, the source of the Ethernet headers a raw socket must build.
         let own_mac = (raw && ethernet).then(|| {
             // SAFETY: SIOCGIFHWADDR filled the hwaddr member; sa_data holds the address.
@@ -380,20 +409,46 @@ impl PacketBackend {
             mac
         });
 
-        filter::attach(&sock, &filter::program(cfg.ipv4, cfg.ipv6, &cfg.admit))
-            .map_err(host("SO_ATTACH_FILTER"))?;
         let one: c_int = 1;
-        // SAFETY: both options take an int.
-        unsafe {
-            sys::setsockopt(&sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)
-                .map_err(host("PACKET_IGNORE_OUTGOING"))?;
-            sys::setsockopt(&sock, SOL_PACKET, PACKET_AUXDATA, &one)
-                .map_err(host("PACKET_AUXDATA"))?;
-        }
+        // Our own tx must not come back as rx. A kernel without the option (before 4.20)
+        // does not know it (ENOPROTOOPT): the filter drops outgoing packets instead.
+        // SAFETY: the option takes an int.
+        let drop_outgoing =
+            match unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one) } {
+                Ok(()) => false,
+                Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+                    fallbacks.push(Fallback {
+                        feature: "PACKET_IGNORE_OUTGOING",
+                        since: "4.20",
+                        instead: "the socket filter drops the interface's outgoing packets",
+                    });
+                    true
+                }
+                Err(e) => return Err(host("PACKET_IGNORE_OUTGOING")(e)),
+            };
+        filter::attach(
+            &sock,
+            &filter::program(cfg.ipv4, cfg.ipv6, &cfg.admit, drop_outgoing),
+        )
+        .map_err(host("SO_ATTACH_FILTER"))?;
+        // SAFETY: the option takes an int.
+        unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_AUXDATA, &one) }
+            .map_err(host("PACKET_AUXDATA"))?;
         // SAFETY: the option takes an int.
         let vnet = raw
             && cfg.offload
-            && unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_VNET_HDR, &one) }.is_ok();
+            && match unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_VNET_HDR, &one) } {
+                Ok(()) => true,
+                Err(e) => {
+                    log::debug!("packet backend: the host refused PACKET_VNET_HDR ({e})");
+                    fallbacks.push(Fallback {
+                        feature: "PACKET_VNET_HDR",
+                        since: "2.6.34",
+                        instead: "no offloads: TCP segmented and checksummed in LKL",
+                    });
+                    false
+                }
+            };
         set_rcvbuf(&sock).map_err(host("SO_RCVBUF"))?;
         // Before bind: packets come to the ring from the first.
         let ring = if cfg.rx_ring {
@@ -401,6 +456,11 @@ impl PacketBackend {
                 Ok(ring) => Some(ring),
                 Err(e) => {
                     log::debug!("packet backend: the host refused a receive ring ({e})");
+                    fallbacks.push(Fallback {
+                        feature: "a TPACKET_V2 receive ring (PACKET_RX_RING)",
+                        since: "2.6.27",
+                        instead: "one recvmsg per received packet",
+                    });
                     None
                 }
             }
@@ -433,6 +493,9 @@ impl PacketBackend {
             ethernet,
             own_mac,
             vnet,
+            drop_outgoing,
+            fallbacks,
+            link_note,
             offload_refused: AtomicBool::new(false),
             mtu,
             next_hop_mac: AtomicU64::new(next_hop_mac),
