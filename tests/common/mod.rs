@@ -88,7 +88,10 @@ pub fn run_socket_probe(topo: &dyn Topology, env: &[(String, String)]) -> Output
     .expect("run python3")
 }
 
-/// `program args...` in `ns` with `env` added, stdout and stderr captured.
+/// `program args...` in `ns` with `env` added, stdout and stderr captured. In a rig's
+/// container namespace, with `LKL_TEST_KERNEL_PROFILE` set (3.10, 4.18, 5.4, 5.10), the program
+/// runs as on that host kernel: what the container runs (the library among it) meets what
+/// such a host lacks, while the peer stays a modern machine.
 pub fn command_in(ns: &Netns, program: &str, args: &[&str], env: &[(String, String)]) -> Command {
     let mut cmd = ns.command(program).expect("open the namespace");
     cmd.args(args)
@@ -96,7 +99,19 @@ pub fn command_in(ns: &Netns, program: &str, args: &[&str], env: &[(String, Stri
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if ns.name().starts_with(lkl_rig::netns::CONTAINER_PREFIX) {
+        if let Some(profile) = test_kernel_profile() {
+            profile.confine(&mut cmd);
+        }
+    }
     cmd
+}
+
+/// The host kernel the container's programs run as (`LKL_TEST_KERNEL_PROFILE`), if any; an
+/// unknown name fails the test.
+pub fn test_kernel_profile() -> Option<lkl_rig::KernelProfile> {
+    let name = std::env::var("LKL_TEST_KERNEL_PROFILE").ok()?;
+    Some(lkl_rig::KernelProfile::named(&name).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A server process; killed (and its output shown) when dropped, so a failing test leaves
