@@ -185,10 +185,9 @@ fn each_preflight_failure_has_its_line_and_exit_status() {
         "--",
     ]);
     assert_fails(&out, 16, "no CAP_NET_RAW");
-    // Neither nft nor iptables (hidden in a private mount namespace).
-    let hide =
-        "for t in nft iptables ip6tables; do mount --bind /dev/null /usr/sbin/$t || exit 1; \
-                done; exec \"$@\"";
+    // Neither nft nor any iptables (hidden in a private mount namespace).
+    let hide = "for t in nft iptables ip6tables iptables-legacy ip6tables-legacy; do \
+                mount --bind /dev/null /usr/sbin/$t || exit 1; done; exec \"$@\"";
     let out = run(&["unshare", "--mount", "sh", "-c", hide, "sh"]);
     assert_fails(&out, 17, "neither nft nor iptables");
 }

@@ -4,8 +4,8 @@
 //! SYN to an LKL port with a reset, and reset the replies to LKL's client connections. Rules
 //! in the raw table's prerouting hook, on LKL's interface and addresses only, drop exactly the
 //! packets LKL owns (the packet socket has already seen them by then). They live in a table
-//! (nftables) or chain (iptables, when nft is missing) named after the interface and this
-//! process, are removed at exit — by the exit handler, or by a watchdog process when the
+//! (nftables) or chain (iptables) named after the interface and this process, made by the first
+//! tool that works here (see [`candidates`]), are removed at exit — by the exit handler, or by a watchdog process when the
 //! program dies of a signal — and tables of dead instances are removed at start.
 
 use std::ffi::{c_char, CString};
@@ -44,6 +44,52 @@ enum Tool {
     Iptables { v4: PathBuf, v6: PathBuf },
 }
 
+impl Tool {
+    /// The program's name, for messages.
+    fn name(&self) -> String {
+        let path = match self {
+            Tool::Nft(nft) => nft,
+            Tool::Iptables { v4, .. } => v4,
+        };
+        path.file_name().map_or(path.display().to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        })
+    }
+}
+
+/// The tools to try, in order, of those `find` finds: nft; then the legacy iptables, which
+/// works where nf_tables is missing (OpenVZ 7 and RHEL 7 kernels, containers whose host limits
+/// netfilter) but the nft command and iptables-nft (Debian's and RHEL 8's `iptables`) fail;
+/// then whatever `iptables` is. An iptables tool needs its ip6tables too.
+fn candidates_from(find: impl Fn(&str) -> Option<PathBuf>) -> Vec<Tool> {
+    let iptables = [
+        ("iptables-legacy", "ip6tables-legacy"),
+        ("iptables", "ip6tables"),
+    ]
+    .into_iter()
+    .filter_map(|(v4, v6)| {
+        Some(Tool::Iptables {
+            v4: find(v4)?,
+            v6: find(v6)?,
+        })
+    });
+    find("nft")
+        .map(Tool::Nft)
+        .into_iter()
+        .chain(iptables)
+        .collect()
+}
+
+fn candidates() -> Vec<Tool> {
+    candidates_from(find_program)
+}
+
+/// The firewall tools found here, in the order [`Firewall::install`] tries them (the first
+/// that works is used).
+pub fn tools_found() -> Vec<String> {
+    candidates().iter().map(Tool::name).collect()
+}
+
 /// What happens to rules: run them, or show them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -56,14 +102,23 @@ enum Action {
 }
 
 pub struct Firewall {
+    /// The tool the rules are made with: until [`install`](Self::install) has found one that
+    /// works, the first found.
     tool: Tool,
+    /// The tools `install` tries after `tool`, in order.
+    fallbacks: Vec<Tool>,
     action: Action,
     ifname: String,
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
-    /// The nft table or iptables chain name.
-    name: String,
+    pid: u32,
 }
+
+/// The warning when no tool can make the rules.
+const NO_TOOL: &[u8] = b"lkl-hijack: warning: no firewall tool works here (tried nft, \
+    iptables-legacy, iptables): on an address shared with the host, the host will reset LKL's \
+    connections; install nftables or iptables, enable netfilter for the container (OpenVZ: \
+    --netfilter full), or give LKL an address of its own and set LKL_HIJACK_FIREWALL=off\n";
 
 /// The nftables table (family inet) of the instance with process id `pid` on `ifname`; an
 /// interface name's characters that nft would not take in a name become `_`.
@@ -302,72 +357,103 @@ fn shell_quote(s: &str) -> String {
 }
 
 impl Firewall {
-    /// Prepares the rules for LKL's addresses on `ifname` and removes tables of dead
-    /// instances. Nothing is installed until [`install`](Self::install).
+    /// Prepares the rules for LKL's addresses on `ifname`. Nothing is installed until
+    /// [`install`](Self::install).
     pub fn new(
         mode: FirewallMode,
         ifname: &str,
         v4: Option<Ipv4Addr>,
         v6: Option<Ipv6Addr>,
     ) -> Firewall {
-        let pid = std::process::id();
-        let tool = match (
-            find_program("nft"),
-            find_program("iptables"),
-            find_program("ip6tables"),
-        ) {
-            (Some(nft), _, _) => Some(Tool::Nft(nft)),
-            (None, Some(v4), Some(v6)) => Some(Tool::Iptables { v4, v6 }),
-            _ => None,
-        };
-        let name = match tool {
-            Some(Tool::Iptables { .. }) => chain_name(ifname, pid),
-            _ => table_name(ifname, pid),
-        };
+        let mut tools = candidates().into_iter();
+        let tool = tools.next();
         let action = match (mode, &tool) {
             (FirewallMode::Off, _) => Action::Off,
             (FirewallMode::Print, _) => Action::Print,
             (FirewallMode::Auto, None) => {
-                write_stderr(
-                    b"lkl-hijack: warning: neither nft nor iptables found: the host stack may \
-                      reset LKL's connections (install nftables, or set LKL_HIJACK_FIREWALL=off \
-                      if LKL has an address of its own)\n",
-                );
+                write_stderr(NO_TOOL);
                 Action::Off
             }
             (FirewallMode::Auto, Some(_)) if !has_net_admin() => Action::Warn,
             (FirewallMode::Auto, Some(_)) => Action::Run,
         };
-        let fw = Firewall {
+        Firewall {
             tool: tool.unwrap_or(Tool::Nft(PathBuf::from("nft"))),
+            fallbacks: tools.collect(),
             action,
             ifname: ifname.to_string(),
             v4,
             v6,
-            name,
-        };
-        if action == Action::Run {
-            fw.remove_stale();
+            pid: std::process::id(),
         }
-        fw
     }
 
-    /// Installs the drop rules, starting with `tcp` and `udp` ports, and the watchdog that
-    /// removes them when the process dies.
-    pub fn install(&self, tcp: &PortSet, udp: &PortSet) {
-        let cmds = self.full_commands(tcp, udp);
+    /// The nft table or iptables chain name of this instance.
+    fn name(&self) -> String {
+        match self.tool {
+            Tool::Nft(_) => table_name(&self.ifname, self.pid),
+            Tool::Iptables { .. } => chain_name(&self.ifname, self.pid),
+        }
+    }
+
+    /// Installs the drop rules, starting with `tcp` and `udp` ports, with the first tool that
+    /// works; removes the rules of dead instances; and starts the watchdog that removes ours
+    /// when the process dies.
+    pub fn install(&mut self, tcp: &PortSet, udp: &PortSet) {
         match self.action {
             Action::Off => {}
             // Nothing to drop yet: the warning waits for the first port.
             Action::Warn if tcp.is_empty() && udp.is_empty() => {}
-            Action::Warn => self.warn(&cmds),
-            Action::Print => cmds.iter().for_each(|c| self.print(c)),
+            Action::Warn => self.warn(&self.full_commands(tcp, udp)),
+            Action::Print => self
+                .full_commands(tcp, udp)
+                .iter()
+                .for_each(|c| self.print(c)),
             Action::Run => {
-                for c in &cmds {
-                    self.run(c);
+                if !self.choose_tool() {
+                    write_stderr(NO_TOOL);
+                    self.action = Action::Off;
+                    return;
+                }
+                self.remove_stale();
+                for (proto, ports) in [(Proto::Tcp, tcp), (Proto::Udp, udp)] {
+                    for c in self.add_commands(proto, ports) {
+                        self.run(&c);
+                    }
                 }
                 self.spawn_watchdog();
-                log::debug!("firewall: {} installed", self.name);
+                log::debug!("firewall: {} installed", self.name());
+            }
+        }
+    }
+
+    /// Makes the empty table or chain with the tools in order until one has made it: its
+    /// commands succeeded and it can be listed back. What a failing tool made in part is
+    /// removed. Whether one worked; it is then `self.tool`.
+    fn choose_tool(&mut self) -> bool {
+        let mut rest = std::mem::take(&mut self.fallbacks).into_iter();
+        loop {
+            let name = self.name();
+            let tried = self
+                .install_commands()
+                .iter()
+                .chain(&self.check_commands())
+                .try_for_each(|c| self.run_checked(c));
+            match tried {
+                Ok(()) => {
+                    log::debug!("firewall: using {}", self.tool.name());
+                    return true;
+                }
+                Err(e) => {
+                    log::debug!("firewall: {} does not work here: {e}", self.tool.name());
+                    for c in self.remove_commands(&name) {
+                        self.run_quiet(&c);
+                    }
+                }
+            }
+            match rest.next() {
+                Some(next) => self.tool = next,
+                None => return false,
             }
         }
     }
@@ -413,7 +499,7 @@ impl Firewall {
     /// Removes this instance's rules (at exit).
     pub fn remove(&self) {
         if self.action == Action::Run {
-            for c in self.remove_commands(&self.name) {
+            for c in self.remove_commands(&self.name()) {
                 self.run_quiet(&c);
             }
         }
@@ -421,12 +507,15 @@ impl Firewall {
 
     /// A command as argv.
     fn install_commands(&self) -> Vec<Vec<String>> {
-        let (t, ifn) = (&self.name, &self.ifname);
+        let (t, ifn) = (&self.name(), &self.ifname);
         match &self.tool {
+            // Family inet needs Linux 3.14; where the kernel lacks it the table cannot be made
+            // and the next tool is tried. -300 is what `priority raw` means: named priorities
+            // need nft 0.9.1, newer than older distributions ship.
             Tool::Nft(nft) => {
                 let mut script = format!(
                     "add table inet {t}; \
-                     add chain inet {t} prerouting {{ type filter hook prerouting priority raw; policy accept; }}; \
+                     add chain inet {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}; \
                      add set inet {t} tcp_ports {{ type inet_service; flags interval; }}; \
                      add set inet {t} udp_ports {{ type inet_service; flags interval; }}"
                 );
@@ -476,11 +565,32 @@ impl Firewall {
         }
     }
 
+    /// Listing back what [`install_commands`](Self::install_commands) made: each fails if it
+    /// is not there.
+    fn check_commands(&self) -> Vec<Vec<String>> {
+        let t = self.name();
+        match &self.tool {
+            Tool::Nft(nft) => vec![vec![
+                nft.display().to_string(),
+                format!("list table inet {t}"),
+            ]],
+            Tool::Iptables { v4, v6 } => [(v4, self.v4.is_some()), (v6, self.v6.is_some())]
+                .into_iter()
+                .filter(|&(_, used)| used)
+                .map(|(tool, _)| {
+                    [&tool.display().to_string(), "-w", "-t", "raw", "-S", &t]
+                        .map(String::from)
+                        .to_vec()
+                })
+                .collect(),
+        }
+    }
+
     fn add_commands(&self, proto: Proto, ports: &PortSet) -> Vec<Vec<String>> {
         if ports.is_empty() {
             return Vec::new();
         }
-        let t = &self.name;
+        let t = &self.name();
         match &self.tool {
             Tool::Nft(nft) => vec![vec![
                 nft.display().to_string(),
@@ -624,16 +734,23 @@ impl Firewall {
         cmd
     }
 
-    /// Runs a command; a failure is reported (the rules are needed).
-    fn run(&self, argv: &[String]) {
+    /// Runs a command; Err says how it failed.
+    fn run_checked(&self, argv: &[String]) -> Result<(), String> {
         match Self::command(argv).output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => log::warn!(
-                "firewall: `{}` failed: {}",
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(format!(
+                "`{}` failed: {}",
                 self.shell(argv),
                 String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Err(e) => log::warn!("firewall: cannot run {}: {e}", argv[0]),
+            )),
+            Err(e) => Err(format!("cannot run {}: {e}", argv[0])),
+        }
+    }
+
+    /// Runs a command; a failure is reported (the rules are needed).
+    fn run(&self, argv: &[String]) {
+        if let Err(e) = self.run_checked(argv) {
+            log::warn!("firewall: {e}");
         }
     }
 
@@ -657,7 +774,7 @@ impl Firewall {
     /// the exit handler or to the next instance's removal of stale ones.
     fn spawn_watchdog(&self) {
         let script = self
-            .remove_commands(&self.name)
+            .remove_commands(&self.name())
             .iter()
             .map(|c| self.shell_full(c))
             .collect::<Vec<_>>()
@@ -781,17 +898,14 @@ mod tests {
 
     /// A firewall of pid 4242 on venet0 with `tool`, built without looking at the system.
     fn firewall(tool: Tool, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Firewall {
-        let name = match tool {
-            Tool::Nft(_) => table_name("venet0", 4242),
-            Tool::Iptables { .. } => chain_name("venet0", 4242),
-        };
         Firewall {
             tool,
+            fallbacks: Vec::new(),
             action: Action::Off,
             ifname: "venet0".into(),
             v4,
             v6,
-            name,
+            pid: 4242,
         }
     }
 
@@ -844,7 +958,7 @@ mod tests {
         let t = "lklhijack_venet0_4242";
         let sets = format!(
             "add table inet {t}; \
-             add chain inet {t} prerouting {{ type filter hook prerouting priority raw; policy accept; }}; \
+             add chain inet {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}; \
              add set inet {t} tcp_ports {{ type inet_service; flags interval; }}; \
              add set inet {t} udp_ports {{ type inet_service; flags interval; }}"
         );
@@ -877,6 +991,64 @@ mod tests {
     }
 
     #[test]
+    fn tools_are_tried_nft_then_legacy_iptables_then_iptables_each_iptables_with_its_ip6tables() {
+        let names = |present: &[&str]| {
+            let tools = candidates_from(|name| {
+                present
+                    .contains(&name)
+                    .then(|| PathBuf::from(format!("/usr/sbin/{name}")))
+            });
+            tools
+                .iter()
+                .map(|t| match t {
+                    Tool::Nft(p) => p.display().to_string(),
+                    Tool::Iptables { v4, v6 } => format!("{} {}", v4.display(), v6.display()),
+                })
+                .collect::<Vec<_>>()
+        };
+        let all = [
+            "iptables",
+            "ip6tables",
+            "nft",
+            "ip6tables-legacy",
+            "iptables-legacy",
+        ];
+        assert_eq!(
+            names(&all),
+            [
+                "/usr/sbin/nft",
+                "/usr/sbin/iptables-legacy /usr/sbin/ip6tables-legacy",
+                "/usr/sbin/iptables /usr/sbin/ip6tables",
+            ]
+        );
+        assert_eq!(
+            names(&["iptables", "ip6tables", "iptables-legacy"]),
+            ["/usr/sbin/iptables /usr/sbin/ip6tables"]
+        );
+        assert!(names(&["iptables-legacy", "ip6tables"]).is_empty());
+    }
+
+    #[test]
+    fn what_was_installed_is_listed_back_per_address_family_in_use() {
+        assert_eq!(
+            lines(&nft(Some(V4), None).check_commands()),
+            ["/usr/sbin/nft list table inet lklhijack_venet0_4242"]
+        );
+        let chain = "LKLH-venet0-4242";
+        assert_eq!(
+            lines(&iptables(Some(V4), Some(V6)).check_commands()),
+            [
+                format!("/usr/sbin/iptables -w -t raw -S {chain}"),
+                format!("/usr/sbin/ip6tables -w -t raw -S {chain}"),
+            ]
+        );
+        assert_eq!(
+            lines(&iptables(None, Some(V6)).check_commands()),
+            [format!("/usr/sbin/ip6tables -w -t raw -S {chain}")]
+        );
+    }
+
+    #[test]
     fn nft_ports_and_ranges_go_into_the_protocols_set() {
         let fw = nft(Some(V4), Some(V6));
         assert_eq!(
@@ -894,7 +1066,7 @@ mod tests {
     fn nft_removal_deletes_the_table() {
         let fw = nft(Some(V4), None);
         assert_eq!(
-            lines(&fw.remove_commands(&fw.name)),
+            lines(&fw.remove_commands(&fw.name())),
             ["/usr/sbin/nft delete table inet lklhijack_venet0_4242"]
         );
         assert_eq!(
@@ -956,7 +1128,7 @@ mod tests {
         };
         let fw = iptables(Some(V4), None);
         assert_eq!(
-            lines(&fw.remove_commands(&fw.name)),
+            lines(&fw.remove_commands(&fw.name())),
             [
                 remove("/usr/sbin/iptables", "venet0", "LKLH-venet0-4242"),
                 remove("/usr/sbin/ip6tables", "venet0", "LKLH-venet0-4242"),
