@@ -396,8 +396,8 @@ impl Firewall {
         }
     }
 
-    /// Installs the drop rules, starting with `tcp` and `udp` ports, with the first tool that
-    /// works; removes the rules of dead instances; and starts the watchdog that removes ours
+    /// Removes the rules of dead instances, installs the drop rules, starting with `tcp` and
+    /// `udp` ports, with the first tool that works, and starts the watchdog that removes them
     /// when the process dies.
     pub fn install(&mut self, tcp: &PortSet, udp: &PortSet) {
         match self.action {
@@ -415,7 +415,6 @@ impl Firewall {
                     self.action = Action::Off;
                     return;
                 }
-                self.remove_stale();
                 for (proto, ports) in [(Proto::Tcp, tcp), (Proto::Udp, udp)] {
                     for c in self.add_commands(proto, ports) {
                         self.run(&c);
@@ -429,10 +428,12 @@ impl Firewall {
 
     /// Makes the empty table or chain with the tools in order until one has made it: its
     /// commands succeeded and it can be listed back. What a failing tool made in part is
-    /// removed. Whether one worked; it is then `self.tool`.
+    /// removed. Each tool first removes the rules of dead instances, before ours exist (so a
+    /// table that appears is complete). Whether one worked; it is then `self.tool`.
     fn choose_tool(&mut self) -> bool {
         let mut rest = std::mem::take(&mut self.fallbacks).into_iter();
         loop {
+            self.remove_stale();
             let name = self.name();
             let tried = self
                 .install_commands()
