@@ -102,7 +102,7 @@ impl Ownership {
         v6: Option<Ipv6Addr>,
         shared: bool,
         backend: Arc<PacketBackend>,
-        firewall: Firewall,
+        mut firewall: Firewall,
     ) -> Ownership {
         let (tcp, udp) = initial_ports(&policy);
         firewall.install(&tcp, &udp);

@@ -19,7 +19,7 @@ use apps::Scratch;
 use common::{command_in, http_server_command, lkl_env, lkl_v4, venet, wait_until};
 use host_firewall::{dead_pid, iptables_lklh_lines, lklhijack_tables, nft, TableGuard};
 use lkl_ports::firewall::table_name;
-use lkl_rig::{Topology, VenetTopology};
+use lkl_rig::{KernelProfile, Topology, VenetTopology};
 use logged_server::LoggedServer;
 use shared_ip::shared_ip_env;
 
@@ -37,11 +37,15 @@ c.close()
 s.close()
 ";
 
-/// python's http.server on LKL's own address (the table is installed all the same).
-fn http_server(topo: &VenetTopology, www: &Scratch) -> LoggedServer {
+/// python's http.server on LKL's own address (the table is installed all the same), as on a
+/// host with kernel `profile` if given.
+fn http_server(topo: &VenetTopology, www: &Scratch, profile: Option<&str>) -> LoggedServer {
     let bind = topo.addrs().lkl_v4.to_string();
     let (port, dir) = (PORT.to_string(), www.path.display().to_string());
     let mut cmd = http_server_command(topo.container_ns(), &port, &bind, &dir, &lkl_env(topo));
+    if let Some(name) = profile {
+        KernelProfile::named(name).unwrap().confine(&mut cmd);
+    }
     // SIGINT at its default in the child, whatever this test inherited (a background job of a
     // non-interactive shell has it ignored, and python then installs no handler for it).
     // SAFETY: signal(2) is async-signal-safe; nothing else runs in the forked child.
@@ -191,10 +195,21 @@ fn rules_are_removed_when_the_server_exits_by_itself() {
 /// Starts the server, sends it `sig`, and checks how it ended (`ended`, given its status
 /// and stdout) and that its rules are gone within `limit`.
 fn signalled(tag: &str, sig: i32, limit: Duration, ended: impl Fn(ExitStatus, &str) -> bool) {
+    signalled_on(None, tag, sig, limit, ended)
+}
+
+/// [`signalled`], as on a host with kernel `profile` if given.
+fn signalled_on(
+    profile: Option<&str>,
+    tag: &str,
+    sig: i32,
+    limit: Duration,
+    ended: impl Fn(ExitStatus, &str) -> bool,
+) {
     let topo = venet();
     let www = Scratch::new(tag);
     let before = topo.container_ns().pids().unwrap();
-    let mut server = http_server(&topo, &www);
+    let mut server = http_server(&topo, &www, profile);
     assert_table_exists(&topo, server.pid());
     let status = signal_until_exit(&mut server, sig);
     assert!(
@@ -233,6 +248,18 @@ fn rules_are_removed_when_the_server_gets_sigint() {
 fn rules_are_removed_by_the_watchdog_when_the_server_gets_sigkill() {
     signalled(
         "fw-exit-kill",
+        libc::SIGKILL,
+        Duration::from_millis(2500),
+        |st, _| st.signal() == Some(libc::SIGKILL),
+    );
+}
+
+#[test]
+fn rules_are_removed_by_the_watchdog_after_sigkill_on_a_4_18_host_without_pidfd_open() {
+    // The watchdog reads the program's /proc entry instead (every 200 ms).
+    signalled_on(
+        Some("4.18"),
+        "fw-exit-kill-4.18",
         libc::SIGKILL,
         Duration::from_millis(2500),
         |st, _| st.signal() == Some(libc::SIGKILL),
@@ -294,7 +321,7 @@ fn a_start_removes_tables_of_dead_instances_and_keeps_live_ones() {
     }
     assert!(lklhijack_tables(ns).contains(&format!("inet {stale}")));
 
-    let server = http_server(&topo, &www);
+    let server = http_server(&topo, &www, None);
     let own = format!("inet {}", table_name(topo.container_if(), server.pid()));
     assert_table_exists(&topo, server.pid());
     let gone = wait_until(Duration::from_secs(2), || {

@@ -185,12 +185,45 @@ fn each_preflight_failure_has_its_line_and_exit_status() {
         "--",
     ]);
     assert_fails(&out, 16, "no CAP_NET_RAW");
-    // Neither nft nor iptables (hidden in a private mount namespace).
-    let hide =
-        "for t in nft iptables ip6tables; do mount --bind /dev/null /usr/sbin/$t || exit 1; \
-                done; exec \"$@\"";
-    let out = run(&["unshare", "--mount", "sh", "-c", hide, "sh"]);
-    assert_fails(&out, 17, "neither nft nor iptables");
+    // Hides the tools `$T` in a private mount namespace.
+    let hide = "for t in $T; do mount --bind /dev/null /usr/sbin/$t || exit 1; done; exec \"$@\"";
+    let hiding = |tools: &str| {
+        let launcher = lkl_run_bin();
+        let t = format!("T={tools}");
+        let argv = [
+            "env",
+            &t,
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            hide,
+            "sh",
+            launcher.to_str().unwrap(),
+            "--check",
+            "--iface",
+            &iface,
+            "--",
+            "true",
+        ];
+        command_in(ns, argv[0], &argv[1..], &[]).output().unwrap()
+    };
+    // Neither nft nor any iptables.
+    let out = hiding("nft iptables ip6tables iptables-legacy ip6tables-legacy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(17), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  neither nft nor iptables"),
+        "{stdout}"
+    );
+    // Only the legacy iptables, which the firewall tries too.
+    let out = hiding("nft iptables ip6tables");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok    firewall tools iptables-legacy\n"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -137,7 +137,7 @@ fn launch(args: &args::Args, setup: &Setup, self_exe: &std::path::Path) -> Strin
         // in now, with a watchdog that removes them when this process (the program, after
         // exec) ends.
         if setup.shared && mode != FirewallMode::Off {
-            let fw = Firewall::new(mode, &setup.iface, setup.ip, setup.ip6);
+            let mut fw = Firewall::new(mode, &setup.iface, setup.ip, setup.ip6);
             fw.install(
                 ports.as_ref().expect("preflight requires --ports"),
                 &PortSet::default(),

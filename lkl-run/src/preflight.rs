@@ -192,20 +192,17 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
         .firewall
         .unwrap_or(lkl_ports::policy::FirewallMode::Auto);
     if shared && firewall != lkl_ports::policy::FirewallMode::Off {
-        let tool = ["nft", "iptables"]
-            .into_iter()
-            .find(|t| find_in(t, "/usr/sbin:/usr/bin:/sbin:/bin").is_some());
-        match tool {
-            Some(t) => ok(format!("firewall tool {t}")),
-            None => {
-                return Err(fail(
-                    17,
-                    "neither nft nor iptables found: install nftables (apt install nftables), \
-                     or give LKL an address of its own with --ip and use --firewall off"
-                        .into(),
-                ))
-            }
+        // The tools the firewall will try, in its order; which one works shows at install.
+        let tools = lkl_ports::firewall::tools_found();
+        if tools.is_empty() {
+            return Err(fail(
+                17,
+                "neither nft nor iptables found: install nftables or iptables (apt install \
+                 nftables), or give LKL an address of its own with --ip and use --firewall off"
+                    .into(),
+            ));
         }
+        ok(format!("firewall tools {}", tools.join(", ")));
     }
 
     let user = match &args.user {

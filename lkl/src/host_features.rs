@@ -94,7 +94,7 @@ pub fn fallbacks() -> Vec<Fallback> {
         (!s.pidfd_open).then_some(Fallback {
             feature: "pidfd_open",
             since: "5.3",
-            instead: "the firewall watchdog polls for the program's exit",
+            instead: "the firewall watchdog reads the program's /proc entry every 200 ms",
         }),
     ]
     .into_iter()

@@ -4,8 +4,8 @@
 //! SYN to an LKL port with a reset, and reset the replies to LKL's client connections. Rules
 //! in the raw table's prerouting hook, on LKL's interface and addresses only, drop exactly the
 //! packets LKL owns (the packet socket has already seen them by then). They live in a table
-//! (nftables) or chain (iptables, when nft is missing) named after the interface and this
-//! process, are removed at exit — by the exit handler, or by a watchdog process when the
+//! (nftables) or chain (iptables) named after the interface and this process, made by the first
+//! tool that works here (see [`candidates`]), are removed at exit — by the exit handler, or by a watchdog process when the
 //! program dies of a signal — and tables of dead instances are removed at start.
 
 use std::ffi::{c_char, CString};
@@ -44,6 +44,52 @@ enum Tool {
     Iptables { v4: PathBuf, v6: PathBuf },
 }
 
+impl Tool {
+    /// The program's name, for messages.
+    fn name(&self) -> String {
+        let path = match self {
+            Tool::Nft(nft) => nft,
+            Tool::Iptables { v4, .. } => v4,
+        };
+        path.file_name().map_or(path.display().to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        })
+    }
+}
+
+/// The tools to try, in order, of those `find` finds: nft; then the legacy iptables, which
+/// works where nf_tables is missing (OpenVZ 7 and RHEL 7 kernels, containers whose host limits
+/// netfilter) but the nft command and iptables-nft (Debian's and RHEL 8's `iptables`) fail;
+/// then whatever `iptables` is. An iptables tool needs its ip6tables too.
+fn candidates_from(find: impl Fn(&str) -> Option<PathBuf>) -> Vec<Tool> {
+    let iptables = [
+        ("iptables-legacy", "ip6tables-legacy"),
+        ("iptables", "ip6tables"),
+    ]
+    .into_iter()
+    .filter_map(|(v4, v6)| {
+        Some(Tool::Iptables {
+            v4: find(v4)?,
+            v6: find(v6)?,
+        })
+    });
+    find("nft")
+        .map(Tool::Nft)
+        .into_iter()
+        .chain(iptables)
+        .collect()
+}
+
+fn candidates() -> Vec<Tool> {
+    candidates_from(find_program)
+}
+
+/// The firewall tools found here, in the order [`Firewall::install`] tries them (the first
+/// that works is used).
+pub fn tools_found() -> Vec<String> {
+    candidates().iter().map(Tool::name).collect()
+}
+
 /// What happens to rules: run them, or show them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -56,14 +102,23 @@ enum Action {
 }
 
 pub struct Firewall {
+    /// The tool the rules are made with: until [`install`](Self::install) has found one that
+    /// works, the first found.
     tool: Tool,
+    /// The tools `install` tries after `tool`, in order.
+    fallbacks: Vec<Tool>,
     action: Action,
     ifname: String,
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
-    /// The nft table or iptables chain name.
-    name: String,
+    pid: u32,
 }
+
+/// The warning when no tool can make the rules.
+const NO_TOOL: &[u8] = b"lkl-hijack: warning: no firewall tool works here (tried nft, \
+    iptables-legacy, iptables): on an address shared with the host, the host will reset LKL's \
+    connections; install nftables or iptables, enable netfilter for the container (OpenVZ: \
+    --netfilter full), or give LKL an address of its own and set LKL_HIJACK_FIREWALL=off\n";
 
 /// The nftables table (family inet) of the instance with process id `pid` on `ifname`; an
 /// interface name's characters that nft would not take in a name become `_`.
@@ -180,78 +235,226 @@ fn watchdog_failure(errno: i32, buf: &mut [u8]) -> &[u8] {
     &buf[..written]
 }
 
+/// How the watchdog learns that the program has ended.
+enum Watch {
+    /// A pidfd of the program (Linux 5.3), readable once it has ended.
+    Pidfd(i32),
+    /// Without pidfd_open: the program's `/proc/PID/stat`, read every [`PROC_POLL`]; the
+    /// program has ended when it is gone, a zombie, or another process's (a new start time).
+    Proc { stat: CString, start: u64 },
+}
+
+/// How often the watchdog looks at the program's /proc entry when it has no pidfd.
+const PROC_POLL: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 200_000_000,
+};
+
+/// The state and start time (fields 3 and 22) of a `/proc/PID/stat` line. The command name
+/// (field 2) may hold spaces and parentheses, so fields are counted from its last ')'.
+/// Allocates nothing: the watchdog calls it after its fork.
+fn parse_stat(line: &[u8]) -> Option<(u8, u64)> {
+    let after = line.iter().rposition(|&b| b == b')')?;
+    let mut fields = line[after + 1..]
+        .split(|&b| b == b' ' || b == b'\n')
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    // Fields 4 to 21 come between the state and the start time.
+    let start = fields.nth(18)?;
+    if !start.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let start = start.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    Some((state, start))
+}
+
+/// Waits until the process whose `/proc/PID/stat` is `stat` and which started at `start` has
+/// ended (see [`Watch::Proc`]). Raw calls only: the watchdog calls it after its fork.
+fn wait_for_proc_end(stat: &std::ffi::CStr, start: u64) {
+    let mut buf = [0u8; 1024];
+    loop {
+        // SAFETY: nanosleep reads the timespec; the remainder pointer may be null.
+        unsafe { lkl::raw_syscall!(libc::SYS_nanosleep, &PROC_POLL as *const _, 0) };
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe { lkl::raw_syscall!(libc::SYS_open, stat.as_ptr(), libc::O_RDONLY) };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: read into our own buffer of buf.len() bytes, then close our descriptor.
+        let n = unsafe {
+            let n = lkl::raw_syscall!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len());
+            lkl::raw_syscall!(libc::SYS_close, fd);
+            n
+        };
+        let running = n > 0
+            && parse_stat(&buf[..n as usize])
+                .is_some_and(|(state, s)| s == start && !matches!(state, b'Z' | b'X'));
+        if !running {
+            return;
+        }
+    }
+}
+
+/// Closes every descriptor but `keep` (-1: none), as the watchdog must before it waits: with
+/// close_range, or where the kernel lacks it (before 5.9) one by one below `limit`. Raw calls
+/// only: the watchdog calls it after its fork.
+fn close_all_but(keep: i32, limit: i32) {
+    // SAFETY: closing descriptor numbers is memory-safe.
+    let ranged = unsafe {
+        let below = if keep > 0 {
+            lkl::raw_syscall!(libc::SYS_close_range, 0, keep - 1, 0)
+        } else {
+            0
+        };
+        let above = lkl::raw_syscall!(libc::SYS_close_range, keep + 1, u32::MAX, 0);
+        below == 0 && above == 0
+    };
+    if !ranged {
+        for fd in (0..limit).filter(|&fd| fd != keep) {
+            // SAFETY: as above.
+            unsafe { lkl::raw_syscall!(libc::SYS_close, fd) };
+        }
+    }
+}
+
+/// How the watchdog will watch process `pid` (this one): a pidfd where the kernel has
+/// pidfd_open (5.3), else its /proc entry; None if neither can be had.
+fn watch_of(pid: u32) -> Option<Watch> {
+    if lkl::host_features::has_pidfd_open() {
+        // SAFETY: pidfd_open takes a pid and flags.
+        let pidfd = unsafe { lkl::raw_syscall!(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd >= 0 {
+            return Some(Watch::Pidfd(pidfd as i32));
+        }
+    }
+    let path = format!("/proc/{pid}/stat");
+    let (_, start) = parse_stat(&std::fs::read(&path).ok()?)?;
+    log::debug!("firewall: the watchdog watches {path} (no pidfd_open on this host)");
+    Some(Watch::Proc {
+        stat: CString::new(path).ok()?,
+        start,
+    })
+}
+
+/// The soft limit on open descriptors: the numbers the watchdog closes one by one where
+/// close_range is missing.
+fn open_file_limit() -> i32 {
+    // SAFETY: getrlimit writes the struct it is given.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(i32::MAX as u64) as i32
+    } else {
+        1024
+    }
+}
+
 /// Single-quotes `s` for a POSIX shell.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 impl Firewall {
-    /// Prepares the rules for LKL's addresses on `ifname` and removes tables of dead
-    /// instances. Nothing is installed until [`install`](Self::install).
+    /// Prepares the rules for LKL's addresses on `ifname`. Nothing is installed until
+    /// [`install`](Self::install).
     pub fn new(
         mode: FirewallMode,
         ifname: &str,
         v4: Option<Ipv4Addr>,
         v6: Option<Ipv6Addr>,
     ) -> Firewall {
-        let pid = std::process::id();
-        let tool = match (
-            find_program("nft"),
-            find_program("iptables"),
-            find_program("ip6tables"),
-        ) {
-            (Some(nft), _, _) => Some(Tool::Nft(nft)),
-            (None, Some(v4), Some(v6)) => Some(Tool::Iptables { v4, v6 }),
-            _ => None,
-        };
-        let name = match tool {
-            Some(Tool::Iptables { .. }) => chain_name(ifname, pid),
-            _ => table_name(ifname, pid),
-        };
+        let mut tools = candidates().into_iter();
+        let tool = tools.next();
         let action = match (mode, &tool) {
             (FirewallMode::Off, _) => Action::Off,
             (FirewallMode::Print, _) => Action::Print,
             (FirewallMode::Auto, None) => {
-                write_stderr(
-                    b"lkl-hijack: warning: neither nft nor iptables found: the host stack may \
-                      reset LKL's connections (install nftables, or set LKL_HIJACK_FIREWALL=off \
-                      if LKL has an address of its own)\n",
-                );
+                write_stderr(NO_TOOL);
                 Action::Off
             }
             (FirewallMode::Auto, Some(_)) if !has_net_admin() => Action::Warn,
             (FirewallMode::Auto, Some(_)) => Action::Run,
         };
-        let fw = Firewall {
+        Firewall {
             tool: tool.unwrap_or(Tool::Nft(PathBuf::from("nft"))),
+            fallbacks: tools.collect(),
             action,
             ifname: ifname.to_string(),
             v4,
             v6,
-            name,
-        };
-        if action == Action::Run {
-            fw.remove_stale();
+            pid: std::process::id(),
         }
-        fw
     }
 
-    /// Installs the drop rules, starting with `tcp` and `udp` ports, and the watchdog that
-    /// removes them when the process dies.
-    pub fn install(&self, tcp: &PortSet, udp: &PortSet) {
-        let cmds = self.full_commands(tcp, udp);
+    /// The nft table or iptables chain name of this instance.
+    fn name(&self) -> String {
+        match self.tool {
+            Tool::Nft(_) => table_name(&self.ifname, self.pid),
+            Tool::Iptables { .. } => chain_name(&self.ifname, self.pid),
+        }
+    }
+
+    /// Removes the rules of dead instances, installs the drop rules, starting with `tcp` and
+    /// `udp` ports, with the first tool that works, and starts the watchdog that removes them
+    /// when the process dies.
+    pub fn install(&mut self, tcp: &PortSet, udp: &PortSet) {
         match self.action {
             Action::Off => {}
             // Nothing to drop yet: the warning waits for the first port.
             Action::Warn if tcp.is_empty() && udp.is_empty() => {}
-            Action::Warn => self.warn(&cmds),
-            Action::Print => cmds.iter().for_each(|c| self.print(c)),
+            Action::Warn => self.warn(&self.full_commands(tcp, udp)),
+            Action::Print => self
+                .full_commands(tcp, udp)
+                .iter()
+                .for_each(|c| self.print(c)),
             Action::Run => {
-                for c in &cmds {
-                    self.run(c);
+                if !self.choose_tool() {
+                    write_stderr(NO_TOOL);
+                    self.action = Action::Off;
+                    return;
+                }
+                for (proto, ports) in [(Proto::Tcp, tcp), (Proto::Udp, udp)] {
+                    for c in self.add_commands(proto, ports) {
+                        self.run(&c);
+                    }
                 }
                 self.spawn_watchdog();
-                log::debug!("firewall: {} installed", self.name);
+                log::debug!("firewall: {} installed", self.name());
+            }
+        }
+    }
+
+    /// Makes the empty table or chain with the tools in order until one has made it: its
+    /// commands succeeded and it can be listed back. What a failing tool made in part is
+    /// removed. Each tool first removes the rules of dead instances, before ours exist (so a
+    /// table that appears is complete). Whether one worked; it is then `self.tool`.
+    fn choose_tool(&mut self) -> bool {
+        let mut rest = std::mem::take(&mut self.fallbacks).into_iter();
+        loop {
+            self.remove_stale();
+            let name = self.name();
+            let tried = self
+                .install_commands()
+                .iter()
+                .chain(&self.check_commands())
+                .try_for_each(|c| self.run_checked(c));
+            match tried {
+                Ok(()) => {
+                    log::debug!("firewall: using {}", self.tool.name());
+                    return true;
+                }
+                Err(e) => {
+                    log::debug!("firewall: {} does not work here: {e}", self.tool.name());
+                    for c in self.remove_commands(&name) {
+                        self.run_quiet(&c);
+                    }
+                }
+            }
+            match rest.next() {
+                Some(next) => self.tool = next,
+                None => return false,
             }
         }
     }
@@ -297,7 +500,7 @@ impl Firewall {
     /// Removes this instance's rules (at exit).
     pub fn remove(&self) {
         if self.action == Action::Run {
-            for c in self.remove_commands(&self.name) {
+            for c in self.remove_commands(&self.name()) {
                 self.run_quiet(&c);
             }
         }
@@ -305,12 +508,15 @@ impl Firewall {
 
     /// A command as argv.
     fn install_commands(&self) -> Vec<Vec<String>> {
-        let (t, ifn) = (&self.name, &self.ifname);
+        let (t, ifn) = (&self.name(), &self.ifname);
         match &self.tool {
+            // Family inet needs Linux 3.14; where the kernel lacks it the table cannot be made
+            // and the next tool is tried. -300 is what `priority raw` means: named priorities
+            // need nft 0.9.1, newer than older distributions ship.
             Tool::Nft(nft) => {
                 let mut script = format!(
                     "add table inet {t}; \
-                     add chain inet {t} prerouting {{ type filter hook prerouting priority raw; policy accept; }}; \
+                     add chain inet {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}; \
                      add set inet {t} tcp_ports {{ type inet_service; flags interval; }}; \
                      add set inet {t} udp_ports {{ type inet_service; flags interval; }}"
                 );
@@ -360,11 +566,32 @@ impl Firewall {
         }
     }
 
+    /// Listing back what [`install_commands`](Self::install_commands) made: each fails if it
+    /// is not there.
+    fn check_commands(&self) -> Vec<Vec<String>> {
+        let t = self.name();
+        match &self.tool {
+            Tool::Nft(nft) => vec![vec![
+                nft.display().to_string(),
+                format!("list table inet {t}"),
+            ]],
+            Tool::Iptables { v4, v6 } => [(v4, self.v4.is_some()), (v6, self.v6.is_some())]
+                .into_iter()
+                .filter(|&(_, used)| used)
+                .map(|(tool, _)| {
+                    [&tool.display().to_string(), "-w", "-t", "raw", "-S", &t]
+                        .map(String::from)
+                        .to_vec()
+                })
+                .collect(),
+        }
+    }
+
     fn add_commands(&self, proto: Proto, ports: &PortSet) -> Vec<Vec<String>> {
         if ports.is_empty() {
             return Vec::new();
         }
-        let t = &self.name;
+        let t = &self.name();
         match &self.tool {
             Tool::Nft(nft) => vec![vec![
                 nft.display().to_string(),
@@ -508,16 +735,23 @@ impl Firewall {
         cmd
     }
 
-    /// Runs a command; a failure is reported (the rules are needed).
-    fn run(&self, argv: &[String]) {
+    /// Runs a command; Err says how it failed.
+    fn run_checked(&self, argv: &[String]) -> Result<(), String> {
         match Self::command(argv).output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => log::warn!(
-                "firewall: `{}` failed: {}",
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(format!(
+                "`{}` failed: {}",
                 self.shell(argv),
                 String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Err(e) => log::warn!("firewall: cannot run {}: {e}", argv[0]),
+            )),
+            Err(e) => Err(format!("cannot run {}: {e}", argv[0])),
+        }
+    }
+
+    /// Runs a command; a failure is reported (the rules are needed).
+    fn run(&self, argv: &[String]) {
+        if let Err(e) = self.run_checked(argv) {
+            log::warn!("firewall: {e}");
         }
     }
 
@@ -541,7 +775,7 @@ impl Firewall {
     /// the exit handler or to the next instance's removal of stale ones.
     fn spawn_watchdog(&self) {
         let script = self
-            .remove_commands(&self.name)
+            .remove_commands(&self.name())
             .iter()
             .map(|c| self.shell_full(c))
             .collect::<Vec<_>>()
@@ -563,14 +797,18 @@ impl Firewall {
         let pid = std::process::id();
         // Where the watchdog, which keeps none of our descriptors, can still reach our stderr.
         let stderr_path = cstr(&format!("/proc/{pid}/fd/2"));
-        // SAFETY: pidfd_open of our own pid.
-        let pidfd = unsafe { lkl::raw_syscall!(libc::SYS_pidfd_open, pid, 0) } as i32;
-        if pidfd < 0 {
+        let Some(watch) = watch_of(pid) else {
             log::warn!(
-                "firewall: no watchdog (pidfd_open failed): rules stay if the program is killed"
+                "firewall: no watchdog (neither a pidfd nor /proc/{pid}/stat): rules stay if \
+                 the program is killed"
             );
             return;
-        }
+        };
+        let keep = match watch {
+            Watch::Pidfd(fd) => fd,
+            Watch::Proc { .. } => -1,
+        };
+        let fd_limit = open_file_limit();
         // SAFETY: a raw fork (no atfork handlers run); the children make only raw system calls
         // on data prepared above, then exec or exit, as is required after fork in a threaded
         // process.
@@ -579,30 +817,35 @@ impl Firewall {
             if child == 0 {
                 lkl::raw_syscall!(libc::SYS_setsid);
                 if lkl::raw_syscall!(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) == 0 {
-                    if pidfd > 0 {
-                        lkl::raw_syscall!(libc::SYS_close_range, 0, pidfd - 1, 0);
-                    }
-                    lkl::raw_syscall!(libc::SYS_close_range, pidfd + 1, u32::MAX, 0);
-                    let mut p = libc::pollfd {
-                        fd: pidfd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    let end = wait_for_end(|| {
-                        let n = lkl::raw_syscall!(
-                            libc::SYS_ppoll,
-                            std::ptr::from_mut(&mut p),
-                            1,
-                            0,
-                            0,
-                            0
-                        );
-                        if n < 0 {
-                            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-                        } else {
-                            Ok(n)
+                    close_all_but(keep, fd_limit);
+                    let end = match &watch {
+                        Watch::Pidfd(pidfd) => {
+                            let mut p = libc::pollfd {
+                                fd: *pidfd,
+                                events: libc::POLLIN,
+                                revents: 0,
+                            };
+                            wait_for_end(|| {
+                                let n = lkl::raw_syscall!(
+                                    libc::SYS_ppoll,
+                                    std::ptr::from_mut(&mut p),
+                                    1,
+                                    0,
+                                    0,
+                                    0
+                                );
+                                if n < 0 {
+                                    Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                                } else {
+                                    Ok(n)
+                                }
+                            })
                         }
-                    });
+                        Watch::Proc { stat, start } => {
+                            wait_for_proc_end(stat, *start);
+                            WaitEnd::Ended
+                        }
+                    };
                     match end {
                         WaitEnd::Ended => {
                             lkl::raw_syscall!(
@@ -631,7 +874,9 @@ impl Firewall {
             if child > 0 {
                 lkl::raw_syscall!(libc::SYS_wait4, child, 0, 0, 0);
             }
-            lkl::raw_syscall!(libc::SYS_close, pidfd);
+            if let Watch::Pidfd(pidfd) = watch {
+                lkl::raw_syscall!(libc::SYS_close, pidfd);
+            }
         }
     }
 
@@ -654,17 +899,14 @@ mod tests {
 
     /// A firewall of pid 4242 on venet0 with `tool`, built without looking at the system.
     fn firewall(tool: Tool, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Firewall {
-        let name = match tool {
-            Tool::Nft(_) => table_name("venet0", 4242),
-            Tool::Iptables { .. } => chain_name("venet0", 4242),
-        };
         Firewall {
             tool,
+            fallbacks: Vec::new(),
             action: Action::Off,
             ifname: "venet0".into(),
             v4,
             v6,
-            name,
+            pid: 4242,
         }
     }
 
@@ -693,6 +935,19 @@ mod tests {
     }
 
     #[test]
+    fn proc_stat_gives_state_and_start_time_whatever_the_command_name() {
+        let line = b"4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+                     987654 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0\n";
+        assert_eq!(parse_stat(line), Some((b'S', 987654)));
+        let zombie = b"7 (x) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0\n";
+        assert_eq!(parse_stat(zombie), Some((b'Z', 55)));
+        assert_eq!(parse_stat(b"7 (x) S 1 2"), None);
+        assert_eq!(parse_stat(b"no parenthesis"), None);
+        let own = std::fs::read("/proc/self/stat").unwrap();
+        assert!(matches!(parse_stat(&own), Some((_, start)) if start > 0));
+    }
+
+    #[test]
     fn names_carry_the_interface_and_the_pid() {
         assert_eq!(table_name("venet0", 4242), "lklhijack_venet0_4242");
         assert_eq!(table_name("eth0.100:a-b", 7), "lklhijack_eth0_100_a_b_7");
@@ -704,7 +959,7 @@ mod tests {
         let t = "lklhijack_venet0_4242";
         let sets = format!(
             "add table inet {t}; \
-             add chain inet {t} prerouting {{ type filter hook prerouting priority raw; policy accept; }}; \
+             add chain inet {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}; \
              add set inet {t} tcp_ports {{ type inet_service; flags interval; }}; \
              add set inet {t} udp_ports {{ type inet_service; flags interval; }}"
         );
@@ -737,6 +992,64 @@ mod tests {
     }
 
     #[test]
+    fn tools_are_tried_nft_then_legacy_iptables_then_iptables_each_iptables_with_its_ip6tables() {
+        let names = |present: &[&str]| {
+            let tools = candidates_from(|name| {
+                present
+                    .contains(&name)
+                    .then(|| PathBuf::from(format!("/usr/sbin/{name}")))
+            });
+            tools
+                .iter()
+                .map(|t| match t {
+                    Tool::Nft(p) => p.display().to_string(),
+                    Tool::Iptables { v4, v6 } => format!("{} {}", v4.display(), v6.display()),
+                })
+                .collect::<Vec<_>>()
+        };
+        let all = [
+            "iptables",
+            "ip6tables",
+            "nft",
+            "ip6tables-legacy",
+            "iptables-legacy",
+        ];
+        assert_eq!(
+            names(&all),
+            [
+                "/usr/sbin/nft",
+                "/usr/sbin/iptables-legacy /usr/sbin/ip6tables-legacy",
+                "/usr/sbin/iptables /usr/sbin/ip6tables",
+            ]
+        );
+        assert_eq!(
+            names(&["iptables", "ip6tables", "iptables-legacy"]),
+            ["/usr/sbin/iptables /usr/sbin/ip6tables"]
+        );
+        assert!(names(&["iptables-legacy", "ip6tables"]).is_empty());
+    }
+
+    #[test]
+    fn what_was_installed_is_listed_back_per_address_family_in_use() {
+        assert_eq!(
+            lines(&nft(Some(V4), None).check_commands()),
+            ["/usr/sbin/nft list table inet lklhijack_venet0_4242"]
+        );
+        let chain = "LKLH-venet0-4242";
+        assert_eq!(
+            lines(&iptables(Some(V4), Some(V6)).check_commands()),
+            [
+                format!("/usr/sbin/iptables -w -t raw -S {chain}"),
+                format!("/usr/sbin/ip6tables -w -t raw -S {chain}"),
+            ]
+        );
+        assert_eq!(
+            lines(&iptables(None, Some(V6)).check_commands()),
+            [format!("/usr/sbin/ip6tables -w -t raw -S {chain}")]
+        );
+    }
+
+    #[test]
     fn nft_ports_and_ranges_go_into_the_protocols_set() {
         let fw = nft(Some(V4), Some(V6));
         assert_eq!(
@@ -754,7 +1067,7 @@ mod tests {
     fn nft_removal_deletes_the_table() {
         let fw = nft(Some(V4), None);
         assert_eq!(
-            lines(&fw.remove_commands(&fw.name)),
+            lines(&fw.remove_commands(&fw.name())),
             ["/usr/sbin/nft delete table inet lklhijack_venet0_4242"]
         );
         assert_eq!(
@@ -816,7 +1129,7 @@ mod tests {
         };
         let fw = iptables(Some(V4), None);
         assert_eq!(
-            lines(&fw.remove_commands(&fw.name)),
+            lines(&fw.remove_commands(&fw.name())),
             [
                 remove("/usr/sbin/iptables", "venet0", "LKLH-venet0-4242"),
                 remove("/usr/sbin/ip6tables", "venet0", "LKLH-venet0-4242"),

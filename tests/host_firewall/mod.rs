@@ -51,10 +51,17 @@ pub fn nft_table_listing(ns: &Netns, name: &str) -> Option<String> {
     nft(ns, &["list", "table", "inet", name]).ok()
 }
 
-/// iptables/ip6tables raw-table lines of lkl-hijack's fall-back chains (`LKLH-...`) in `ns`.
+/// Raw-table lines of lkl-hijack's iptables chains (`LKLH-...`) in `ns`, each after the tool
+/// that lists it: `iptables`/`ip6tables` (here iptables-nft) and the legacy
+/// `iptables-legacy`/`ip6tables-legacy`, whose rules the others do not see.
 pub fn iptables_lklh_lines(ns: &Netns) -> Vec<String> {
     let mut lines = Vec::new();
-    for tool in ["iptables", "ip6tables"] {
+    for tool in [
+        "iptables",
+        "ip6tables",
+        "iptables-legacy",
+        "ip6tables-legacy",
+    ] {
         let Ok(out) = ns.run(tool, &["-t", "raw", "-S"]) else {
             continue; // no ip6tables, or no raw table: nothing of ours there either
         };
