@@ -127,6 +127,23 @@ fn a_descriptor_that_is_no_packet_socket_is_named_and_left_open() {
     udp.local_addr().expect("the refused descriptor was closed");
 }
 
+/// What adopting a raw packet socket (as a launcher may hand one down) on `ifname` in the
+/// topology's container gives: the backend must refuse it.
+fn adopt_raw_socket(topo: &VenetTopology, ifname: &str) -> OpenError {
+    topo.container_ns()
+        .in_thread(|| {
+            // SAFETY: socket takes integers only.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            match PacketBackend::adopt(fd, &config(ifname)) {
+                Ok(_) => panic!("a raw socket on {ifname} was set up"),
+                Err(e) => e,
+            }
+        })
+        .unwrap()
+}
+
 #[test]
 fn a_raw_socket_on_an_unknown_link_type_is_named() {
     let topo = VenetTopology::builder().build().unwrap();
@@ -134,21 +151,8 @@ fn a_raw_socket_on_an_unknown_link_type_is_named() {
     topo.container_ns()
         .run("ip", &["link", "set", "dev", "lo", "up"])
         .unwrap();
-    let e = topo
-        .container_ns()
-        .in_thread(|| {
-            // A raw packet socket, as a launcher may hand one down, on loopback, whose
-            // link-layer header (ARPHRD_LOOPBACK) the backend cannot build.
-            // SAFETY: socket takes integers only.
-            let fd =
-                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            match PacketBackend::adopt(fd, &config("lo")) {
-                Ok(_) => panic!("a raw socket on lo was set up"),
-                Err(e) => e,
-            }
-        })
-        .unwrap();
+    // Loopback's link-layer header (ARPHRD_LOOPBACK) is one the backend cannot build.
+    let e = adopt_raw_socket(&topo, "lo");
     assert!(
         matches!(
             e,
@@ -166,21 +170,8 @@ fn a_raw_socket_on_an_unknown_link_type_is_named() {
 #[test]
 fn a_raw_socket_on_venet0_is_refused_as_unable_to_send() {
     let topo = VenetTopology::builder().build().unwrap();
-    let e = topo
-        .container_ns()
-        .in_thread(|| {
-            // A raw packet socket, as a launcher that knows no better may hand one down: on
-            // OpenVZ's venet0 the host would drop everything it sends.
-            // SAFETY: socket takes integers only.
-            let fd =
-                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            match PacketBackend::adopt(fd, &config("venet0")) {
-                Ok(_) => panic!("a raw socket on venet0 was set up"),
-                Err(e) => e,
-            }
-        })
-        .unwrap();
+    // On OpenVZ's venet0 the host would drop everything a raw socket sends.
+    let e = adopt_raw_socket(&topo, "venet0");
     assert!(
         matches!(
             e,
