@@ -1,5 +1,6 @@
-//! The benchmark of issue 6: every figure of the issue's table, LKL (a real server program run
-//! under `LD_PRELOAD=liblkl_hijack.so` in a rig's container namespace) against the host kernel
+//! The whole benchmark (throughput, CPU per GB, goodput under loss, request/response,
+//! connection rate, memory, boot time), LKL (a real server program run under
+//! `LD_PRELOAD=liblkl_hijack.so` in a rig's container namespace) against the host kernel
 //! (the same program without the preload, on the container's host-stack address), in one run;
 //! medians of RUNS runs. `scripts/bench.sh` builds what it needs and runs it.
 //!

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kernel benchmark (issue 2): boot time, getpid round trip, loopback TCP, RSS growth.
+# Kernel benchmark: boot time, getpid round trip, loopback TCP, RSS growth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Network benchmark (issue 3): single-stream TCP throughput, LKL against the host kernel, on
+# Network benchmark: single-stream TCP throughput, LKL against the host kernel, on
 # the veth and the venet topology, with CPU seconds per GB. Needs root and iperf3.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark of issue 6: every figure of its table for LKL (real servers under the preload)
-# and the host kernel in one run, medians of RUNS runs (default 3). Prints a markdown table and
+# The whole benchmark: throughput, CPU per GB, goodput under loss, request/response, connection
+# rate, memory and boot time for LKL (real servers under the preload) and the host kernel in one
+# run, medians of RUNS runs (default 3). Prints a markdown table and
 # writes it, every single run and the goodput-vs-loss plot (PNG) into BENCH_OUT (default
 # target/bench/). Needs root; sets up and tears down its own rigs (network namespaces), changes
 # nothing outside them. Takes about 8 minutes with RUNS=3 (after the first build).

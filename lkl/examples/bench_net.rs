@@ -1,4 +1,4 @@
-//! Network benchmark (issue 3): single-stream TCP throughput between the container and the
+//! Network benchmark: single-stream TCP throughput between the container and the
 //! peer, LKL (packet backend, Rust API, BBR) against the container's host kernel (iperf3 with
 //! BBR), both directions, on the veth and the venet topology; the median of RUNS runs of
 //! SECS seconds each. CPU seconds per GB are those of the LKL process minus its peer-side
