@@ -4,8 +4,9 @@
 //! (the same program without the preload, on the container's host-stack address), in one run;
 //! medians of RUNS runs. `scripts/bench.sh` builds what it needs and runs it.
 //!
-//! * single-stream throughput, veth and venet topologies, both directions: `iperf3 -s` in the
-//!   container, `iperf3 -c` in the peer; CPU seconds of the server process per GB moved, from
+//! * single-stream throughput, veth and venet topologies (venet0 typed `link/void` as on
+//!   OpenVZ, and as a plain tun, where the library uses SOCK_RAW with offloads), both
+//!   directions: `iperf3 -s` in the container, `iperf3 -c` in the peer; CPU seconds of the server process per GB moved, from
 //!   /proc/PID/stat. BBR on both stacks (iperf3 `-C bbr`).
 //! * goodput on venet with 25 ms delay each way, random loss and a 100 Mbit/s rate, the server
 //!   sending (`-R`): LKL with BBR (its default) against the host with cubic (`-C cubic`, which
@@ -626,7 +627,10 @@ fn yes(ok: bool) -> String {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tput {
     Veth,
+    /// venet0 as OpenVZ has it (`link/void`): the library's socket is SOCK_DGRAM, no offloads.
     Venet,
+    /// venet0 a plain tun (`link/none`): SOCK_RAW with the host's offloads.
+    VenetTun,
     Forward,
 }
 
@@ -634,7 +638,8 @@ impl Tput {
     fn name(self) -> &'static str {
         match self {
             Tput::Veth => "veth",
-            Tput::Venet => "venet",
+            Tput::Venet => "venet (link/void as on OpenVZ: SOCK_DGRAM)",
+            Tput::VenetTun => "venet as a plain tun (SOCK_RAW, offloads)",
             Tput::Forward => "venet, lkl-run --forward (LKL column) vs direct (host column)",
         }
     }
@@ -642,7 +647,8 @@ impl Tput {
     fn target(self) -> &'static str {
         match self {
             Tput::Veth => "≥ 10 Gbit/s and ≥ 0.25 × host",
-            Tput::Venet => "≥ 0.7 × host",
+            Tput::Venet => "≥ 0.8 × host",
+            Tput::VenetTun => "≥ 0.7 × host",
             Tput::Forward => "(diagnostic)",
         }
     }
@@ -706,9 +712,13 @@ fn throughput(b: &Bench, kind: Tput) -> Vec<Row> {
             v = VethTopology::new().map_err(|e| format!("veth rig: {e}"))?;
             &v
         } else {
-            n = VenetTopology::builder()
-                .build()
-                .map_err(|e| format!("venet rig: {e}"))?;
+            let builder = VenetTopology::builder();
+            let builder = if kind == Tput::VenetTun {
+                builder.plain_tun()
+            } else {
+                builder
+            };
+            n = builder.build().map_err(|e| format!("venet rig: {e}"))?;
             &n
         };
         let mut res: Vec<PerStack<(f64, f64)>> = vec![Default::default(), Default::default()];
@@ -733,9 +743,10 @@ fn throughput(b: &Bench, kind: Tput) -> Vec<Row> {
         Ok(res)
     })();
     let mut rows = Vec::new();
-    let (who, cpu_target) = match kind {
-        Tput::Forward => ("forwarder / direct server", "(diagnostic)"),
-        _ => ("server", "≤ 1 s/GB"),
+    let (who, cpu_target, cpu_limit) = match kind {
+        Tput::Forward => ("forwarder / direct server", "(diagnostic)", f64::INFINITY),
+        Tput::Venet => ("server", "≤ 1.2 s/GB", 1.2),
+        _ => ("server", "≤ 1 s/GB", 1.0),
     };
     for (d, (_, dname)) in dirs.iter().enumerate() {
         let kname = kind.name();
@@ -754,7 +765,8 @@ fn throughput(b: &Bench, kind: Tput) -> Vec<Row> {
                 let ratio = lkl / host;
                 let ok = match kind {
                     Tput::Veth => yes(lkl >= 10e9 && ratio >= 0.25),
-                    Tput::Venet => yes(ratio >= 0.7),
+                    Tput::Venet => yes(ratio >= 0.8),
+                    Tput::VenetTun => yes(ratio >= 0.7),
                     Tput::Forward => "—".into(),
                 };
                 rows.push(Row {
@@ -775,7 +787,7 @@ fn throughput(b: &Bench, kind: Tput) -> Vec<Row> {
                     met: if kind == Tput::Forward {
                         "—".into()
                     } else {
-                        yes(lc <= 1.0)
+                        yes(lc <= cpu_limit)
                     },
                 });
             }
@@ -1206,6 +1218,7 @@ fn main() {
     for (kind, figure) in [
         (Tput::Veth, "throughput"),
         (Tput::Venet, "throughput"),
+        (Tput::VenetTun, "throughput"),
         (Tput::Forward, "forward"),
     ] {
         if !want(figure) {

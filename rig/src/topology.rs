@@ -313,6 +313,7 @@ impl Drop for ForwarderProc {
 pub struct VenetBuilder {
     link: Impairments,
     name: Option<String>,
+    plain_tun: bool,
 }
 
 impl VenetBuilder {
@@ -362,6 +363,12 @@ impl VenetBuilder {
         self.link = link;
         self
     }
+    /// venet0 left a plain tun (`link/none`) instead of typed like OpenVZ's (`link/void`): a
+    /// link type on which the library may use SOCK_RAW with offloads, to compare the two.
+    pub fn plain_tun(mut self) -> Self {
+        self.plain_tun = true;
+        self
+    }
     /// A fixed name (`lklc-NAME` / `lklp-NAME`) for a rig made by hand: never removed as stale,
     /// forwarder not tied to this process, its stderr in `$TMPDIR/lkl-rig-NAME.log`.
     pub fn name(mut self, name: &str) -> Self {
@@ -385,7 +392,9 @@ impl VenetBuilder {
         )?;
         // OpenVZ's venet0 is ARPHRD_VOID (`link/void`), and the library chooses its packet
         // socket by the link type: give the tun that type (it must be set while down).
-        container.in_thread(|| sys::set_tun_link_type(VENET_IF, libc::ARPHRD_VOID))??;
+        if !self.plain_tun {
+            container.in_thread(|| sys::set_tun_link_type(VENET_IF, libc::ARPHRD_VOID))??;
+        }
         ip_batch(
             peer.name(),
             &[format!("tuntap add dev {VENET_PEER_IF} mode tun")],
