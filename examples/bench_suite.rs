@@ -6,8 +6,8 @@
 //!
 //! * single-stream throughput, veth and venet topologies (venet0 typed `link/void` as on
 //!   OpenVZ, and as a plain tun, where the library uses SOCK_RAW with offloads), both
-//!   directions: `iperf3 -s` in the container, `iperf3 -c` in the peer; CPU seconds of the server process per GB moved, from
-//!   /proc/PID/stat. BBR on both stacks (iperf3 `-C bbr`).
+//!   directions: `iperf3 -s` in the container, `iperf3 -c` in the peer; CPU seconds of the
+//!   server process per GB moved, from /proc/PID/stat. BBR on both stacks (iperf3 `-C bbr`).
 //! * goodput on venet with 25 ms delay each way, random loss and a 100 Mbit/s rate, the server
 //!   sending (`-R`): LKL with BBR (its default) against the host with cubic (`-C cubic`, which
 //!   iperf3's server sets on its socket); the 1 % point is the figure, 0 .. 5 % the plot.
