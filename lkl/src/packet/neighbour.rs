@@ -44,7 +44,10 @@ impl PacketBackend {
 
 /// The MAC of `ip` on `ifname` in the calling thread's network namespace's ARP table.
 pub(super) fn arp_lookup(ip: Ipv4Addr, ifname: &str) -> Option<[u8; 6]> {
-    let path = CString::new("/proc/thread-self/net/arp").ok()?;
+    // /proc/self/task/TID rather than /proc/thread-self, which Linux has only since 3.17.
+    // SAFETY: gettid takes no arguments.
+    let tid = unsafe { crate::raw_syscall!(libc::SYS_gettid) };
+    let path = CString::new(format!("/proc/self/task/{tid}/net/arp")).ok()?;
     let table = sys::read_file(&path).ok()?;
     parse_arp_table(&String::from_utf8_lossy(&table), ip, ifname)
 }
