@@ -12,6 +12,9 @@ packages=(
     # the rig and the tests: namespaces, links, qdiscs (ip, tc, ss), the firewall's two tools,
     # clients and checks
     iproute2 iputils-ping nftables iptables python3 curl iperf3 util-linux coreutils
+    # the release: scripts/release.sh's zig toolchain venv; the Debian roots the release is
+    # tested in (scripts/debian-root.sh)
+    python3-venv mmdebstrap debian-archive-keyring
     # scripts/bench.sh draws its goodput-vs-loss plot with gnuplot
     gnuplot-nox
     # real programs the hijack tests run under the preload (tests/*_on_lkl.rs), their clients

@@ -27,10 +27,15 @@ const PORT: u16 = 8080;
 const FILE_SIZE: usize = 20 << 20;
 
 /// Run by `unshare --mount --fork` (so in a mount namespace of its own): mounts the overlay and
-/// the kernel file systems, says so, and holds the namespace until killed.
+/// the kernel file systems, says so, and holds the namespace until killed. The overlay's upper
+/// layer starts as a copy of `seed` on a tmpfs of its own: overlayfs refuses an upper layer on
+/// overlayfs, which /tmp is in a container or a fresh machine's root.
 const HOLD_ROOT: &str = r#"set -e
-lower=$1 upper=$2 work=$3 root=$4
-mount -t overlay overlay -o "lowerdir=$lower,upperdir=$upper,workdir=$work" "$root"
+lower=$1 seed=$2 layers=$3 root=$4
+mount -t tmpfs -o size=1g tmpfs "$layers"
+mkdir "$layers/upper" "$layers/work"
+cp -a "$seed/." "$layers/upper/"
+mount -t overlay overlay -o "lowerdir=$lower,upperdir=$layers/upper,workdir=$layers/work" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
@@ -46,15 +51,16 @@ struct Root {
 }
 
 impl Root {
-    /// The overlay's layers are `dir`/upper (which may already hold files) and `dir`/work; it
-    /// is mounted on `dir`/merged, in a mount namespace whose processes are in `ns`.
+    /// The overlay's upper layer starts as a copy of `dir`/upper (which may already hold
+    /// files), on a tmpfs mounted on `dir`/layers; the overlay is mounted on `dir`/merged, in a
+    /// mount namespace whose processes are in `ns`.
     fn enter(suite: &str, dir: &Path, ns: &Netns) -> Root {
         let out = checked(
             Command::new(release::repo().join("scripts/debian-root.sh")).arg(suite),
             "scripts/debian-root.sh",
         );
         let lower = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        for d in ["upper", "work", "merged"] {
+        for d in ["upper", "layers", "merged"] {
             fs::create_dir_all(dir.join(d)).unwrap();
         }
         let mut holder = ns
@@ -71,7 +77,7 @@ impl Root {
                 "sh",
             ])
             .arg(&lower)
-            .args(["upper", "work", "merged"].map(|d| dir.join(d)))
+            .args(["upper", "layers", "merged"].map(|d| dir.join(d)))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

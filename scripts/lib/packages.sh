@@ -20,6 +20,19 @@ install_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    # One install at a time (tests run in parallel may ask together): apt refuses a second
+    # one while the first holds its locks.
+    local lock
+    exec {lock}>/tmp/lkl-hijack-apt.lock
+    flock "$lock"
+    missing=()
+    for p in "$@"; do
+        package_installed "$p" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        exec {lock}>&-
+        return 0
+    fi
     echo "$me: installing ${missing[*]}" >&2
     # apt's own output is shown only when it fails.
     local log
@@ -42,4 +55,5 @@ install_packages() {
         package_installed "$p" ||
             { echo "$me: package $p is still not installed" >&2; exit 1; }
     done
+    exec {lock}>&-
 }
