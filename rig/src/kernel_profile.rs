@@ -254,12 +254,12 @@ fn install(program: &[libc::sock_filter]) -> io::Result<()> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // prctl rather than seccomp(2), which a 3.10 kernel (and so an outer 3.10 profile) lacks.
     // SAFETY: `prog` points at `program`, which outlives the call; the kernel copies it.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
             &prog as *const libc::sock_fprog,
         )
     };
