@@ -93,15 +93,22 @@ impl Root {
     }
 
     /// `sh -c SCRIPT` in the root, in `ns`. nsenter and chroot exec what follows them, so the
-    /// child is, in the end, the script's last exec'd program.
+    /// child is, in the end, the script's last exec'd program. Entering a mount namespace sets
+    /// the root directory to the namespace's own: `--root` keeps the holder's instead, which
+    /// differs where this test itself runs chrooted (a fresh machine's root).
     fn command(&self, ns: &Netns, script: &str) -> Command {
         let mut cmd = ns.command("nsenter").unwrap();
-        cmd.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
-            .args(["--", "chroot"])
-            .arg(&self.merged)
-            .args(["sh", "-c", script])
-            .env("PATH", PATH)
-            .env("HOME", "/root");
+        cmd.args([
+            "--target",
+            &self.holder.id().to_string(),
+            "--mount",
+            "--root",
+        ])
+        .args(["--", "chroot"])
+        .arg(&self.merged)
+        .args(["sh", "-c", script])
+        .env("PATH", PATH)
+        .env("HOME", "/root");
         cmd
     }
 
