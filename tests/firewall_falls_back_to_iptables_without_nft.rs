@@ -175,48 +175,57 @@ fn assert_chain_gone(topo: &VenetTopology, how: &str) {
     );
 }
 
-#[test]
-fn without_nft_iptables_rules_let_the_peer_in_and_go_at_sigterm() {
+/// How the server ends: SIGTERM (the exit handler removes the rules) or SIGKILL (the watchdog
+/// does).
+#[derive(Clone, Copy)]
+enum Ending {
+    Sigterm,
+    Sigkill,
+}
+
+/// Serves on the shared address with `sbin`'s tools, checks that `tool` holds the rules and
+/// the peer gets in, ends the server as `ending` says, and checks the chain is gone.
+fn serve_with_then_end(sbin: Sbin, tool: &str, ending: Ending) {
     let topo = venet();
     let (dir, blob) = www();
-    let mut server = serve_shared(&topo, &dir, Sbin::OnlyIptables);
-    check_running(&topo, &server, "iptables", &blob);
-    let status = server.server.terminate(Duration::from_secs(10));
-    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
-    assert_chain_gone(&topo, "SIGTERM");
+    let mut server = serve_shared(&topo, &dir, sbin);
+    check_running(&topo, &server, tool, &blob);
+    match ending {
+        Ending::Sigterm => {
+            let status = server.server.terminate(Duration::from_secs(10));
+            assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
+            assert_chain_gone(&topo, "SIGTERM");
+        }
+        Ending::Sigkill => {
+            server.server.child.kill().unwrap();
+            server.server.wait_for_exit(Duration::from_secs(10));
+            assert_chain_gone(&topo, "SIGKILL");
+        }
+    }
+}
+
+#[test]
+fn without_nft_iptables_rules_let_the_peer_in_and_go_at_sigterm() {
+    serve_with_then_end(Sbin::OnlyIptables, "iptables", Ending::Sigterm);
 }
 
 #[test]
 fn without_nft_the_watchdog_removes_the_iptables_rules_after_sigkill() {
-    let topo = venet();
-    let (dir, blob) = www();
-    let mut server = serve_shared(&topo, &dir, Sbin::OnlyIptables);
-    check_running(&topo, &server, "iptables", &blob);
-    server.server.child.kill().unwrap();
-    server.server.wait_for_exit(Duration::from_secs(10));
-    assert_chain_gone(&topo, "SIGKILL");
+    serve_with_then_end(Sbin::OnlyIptables, "iptables", Ending::Sigkill);
 }
 
 #[test]
 fn a_failing_nft_gives_way_to_iptables_legacy_whose_rules_go_at_sigterm() {
-    let topo = venet();
-    let (dir, blob) = www();
-    let mut server = serve_shared(&topo, &dir, Sbin::NftFails);
-    check_running(&topo, &server, "iptables-legacy", &blob);
-    let status = server.server.terminate(Duration::from_secs(10));
-    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
-    assert_chain_gone(&topo, "SIGTERM");
+    serve_with_then_end(Sbin::NftFails, "iptables-legacy", Ending::Sigterm);
 }
 
 #[test]
 fn with_nft_and_iptables_nft_failing_the_watchdog_removes_the_legacy_rules_after_sigkill() {
-    let topo = venet();
-    let (dir, blob) = www();
-    let mut server = serve_shared(&topo, &dir, Sbin::NftAndIptablesNftFail);
-    check_running(&topo, &server, "iptables-legacy", &blob);
-    server.server.child.kill().unwrap();
-    server.server.wait_for_exit(Duration::from_secs(10));
-    assert_chain_gone(&topo, "SIGKILL");
+    serve_with_then_end(
+        Sbin::NftAndIptablesNftFail,
+        "iptables-legacy",
+        Ending::Sigkill,
+    );
 }
 
 #[test]
