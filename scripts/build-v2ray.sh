@@ -18,11 +18,15 @@
 #   - go.starlark.net/starlark (app/router's scripted conditions): it binds gc's
 #     runtime.stringHash with //go:linkname, which libgo does not have (undefined reference
 #     at the link).
+# And one that builds but misbehaves:
+#   - transport/internet/udp: its hub reads datagrams with net.UDPConn.ReadMsgUDP, which in
+#     libgo 12 (as syscall.Recvmsg under it) gives the sender as [::]:0, so every UDP inbound
+#     (mKCP, Shadowsocks and dokodemo-door over UDP) answers nobody.
 # For each, v2ray/overlay/<import path>/ holds our replacement files and UPSTREAM, the list of
 # upstream files kept; the package is put together from both in a GOPATH entry of its own
 # that comes before /usr/share/gocode. kcp gets its XOR in plain Go and headers/http its
 # request parsing through the exported http.ReadRequest (both then work), starlark a
-# runtime.stringHash of its own; quic and DNS over
+# runtime.stringHash of its own, the UDP hub recvmsg(2) made directly; quic and DNS over
 # QUIC refuse with one line naming the missing feature, so every other configuration loads.
 #
 # Installs what it needs with apt (gccgo-12 brings the go-12 tool; golang-go is not needed).
