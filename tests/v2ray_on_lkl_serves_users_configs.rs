@@ -92,7 +92,10 @@ fn shadowsocks_with_aes_128_gcm_and_chacha20_poly1305_serves_debians_client() {
     let mut server = rig.serve("shadowsocks.server.json", &[8388, 8389]);
     let mut client = rig.client("shadowsocks.client.json", &[1080, 1081]);
     rig.fetch_through("socks5://127.0.0.1:1080", "shadowsocks aes-128-gcm");
-    rig.fetch_through("socks5://127.0.0.1:1081", "shadowsocks chacha20-ietf-poly1305");
+    rig.fetch_through(
+        "socks5://127.0.0.1:1081",
+        "shadowsocks chacha20-ietf-poly1305",
+    );
     assert_running(&mut server);
     assert_running(&mut client);
 }
@@ -174,6 +177,9 @@ fn two_inbounds_route_by_domain_and_cidr_as_configured() {
         "http://127.0.0.1:8001/blob.bin",
         &["--output", "/dev/null", "--write-out", "%{http_code}"],
     ));
-    assert_eq!(out, "403", "127.0.0.1:8001 through the HTTP inbound: HTTP status");
+    assert_eq!(
+        out, "403",
+        "127.0.0.1:8001 through the HTTP inbound: HTTP status"
+    );
     assert_running(&mut server);
 }

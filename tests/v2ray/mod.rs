@@ -15,8 +15,7 @@ use lkl_rig::{Netns, Topology, VenetTopology};
 
 use crate::apps::{sha256_of, write_random_file, Scratch};
 use crate::common::{
-    check_output, command_in, host_listens_on, http_server_command, lkl_run_bin, wait_until,
-    Server,
+    check_output, command_in, host_listens_on, http_server_command, lkl_run_bin, wait_until, Server,
 };
 
 /// The web server's port in the peer.
@@ -36,7 +35,11 @@ pub fn gccgo_v2ray() -> &'static str {
         if !bin.is_file() {
             std::fs::create_dir_all(&dir).unwrap();
             // Test binaries run at once may copy together: each its own file, renamed in.
-            let part = dir.join(format!("{}.{}", entry.to_str().unwrap(), std::process::id()));
+            let part = dir.join(format!(
+                "{}.{}",
+                entry.to_str().unwrap(),
+                std::process::id()
+            ));
             std::fs::copy(&built, &part).unwrap();
             std::fs::rename(&part, &bin).unwrap();
         }
@@ -148,25 +151,23 @@ impl Rig {
 
     /// `lkl-run --ports PORTS --user nobody -- v2ray -config CONFIG` in the container, from
     /// the scratch directory (where relative paths of the configuration point), with `env`.
-    pub fn lkl_run_v2ray(
+    pub fn lkl_run_v2ray(&self, ports: &str, config: &Path, env: &[(String, String)]) -> Command {
+        self.lkl_run_v2ray_args(ports, &["-config", config.to_str().unwrap()], env)
+    }
+
+    /// `lkl-run --ports PORTS --user nobody -- v2ray ARGS...`, as [`Rig::lkl_run_v2ray`].
+    pub fn lkl_run_v2ray_args(
         &self,
         ports: &str,
-        config: &Path,
+        args: &[&str],
         env: &[(String, String)],
     ) -> Command {
+        let mut argv = vec!["--ports", ports, "--user", "nobody", "--", gccgo_v2ray()];
+        argv.extend_from_slice(args);
         let mut cmd = command_in(
             self.topo.container_ns(),
             lkl_run_bin().to_str().unwrap(),
-            &[
-                "--ports",
-                ports,
-                "--user",
-                "nobody",
-                "--",
-                gccgo_v2ray(),
-                "-config",
-                config.to_str().unwrap(),
-            ],
+            &argv,
             env,
         );
         cmd.current_dir(&self.dir.path);
