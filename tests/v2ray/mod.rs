@@ -162,7 +162,18 @@ impl Rig {
         args: &[&str],
         env: &[(String, String)],
     ) -> Command {
-        let mut argv = vec!["--ports", ports, "--user", "nobody", "--", gccgo_v2ray()];
+        self.lkl_run_with(&["--ports", ports, "--user", "nobody"], args, env)
+    }
+
+    /// `lkl-run LAUNCHER_ARGS... -- v2ray ARGS...`, as [`Rig::lkl_run_v2ray`].
+    pub fn lkl_run_with(
+        &self,
+        launcher_args: &[&str],
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Command {
+        let mut argv = launcher_args.to_vec();
+        argv.extend(["--", gccgo_v2ray()]);
         argv.extend_from_slice(args);
         let mut cmd = command_in(
             self.topo.container_ns(),
