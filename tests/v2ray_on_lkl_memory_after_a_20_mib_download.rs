@@ -98,7 +98,7 @@ fn top_mappings(smaps: &str) -> String {
             }
         }
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     rows.iter()
         .map(|(k, h)| format!("{k:>8} kB  {h}\n"))
         .collect()
