@@ -126,6 +126,7 @@ fn run_job(
     exe: &str,
 ) -> (u64, BTreeMap<&'static str, u64>) {
     server.wait_listening(rig.topo.peer_ns(), via, Duration::from_secs(30));
+    let before = rss_kib(server.child.id());
     let proxy_less = format!("http://{via}/blob.bin");
     let got = rig.dir.join("download.bin");
     let started = std::time::Instant::now();
@@ -144,10 +145,11 @@ fn run_job(
     let rss = rss_kib(pid);
     let by = breakdown(pid, Path::new(exe));
     eprintln!(
-        "{}: 20 MiB in {:.2} s, VmRSS {:.1} MiB",
+        "{}: 20 MiB in {:.2} s, VmRSS {:.1} MiB ({:.1} MiB before the download)",
         server.name,
         took.as_secs_f64(),
-        mib(rss)
+        mib(rss),
+        mib(before)
     );
     server.terminate(Duration::from_secs(10));
     (rss, by)
