@@ -69,6 +69,7 @@ pub fn attach_with(
         admit: Default::default(),
         offload: opts.offload,
         rx_ring: opts.rx_ring,
+        rx_ring_bytes: lkl::packet::MAX_RX_RING_BYTES,
     };
     let backend = topo
         .container_ns()
