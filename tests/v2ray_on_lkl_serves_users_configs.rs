@@ -10,7 +10,7 @@ mod v2ray;
 
 use apps::MIB;
 use lkl_rig::Topology;
-use v2ray::{assert_running, curl_in, wait_udp_bound, Rig};
+use v2ray::{assert_running, status_through, wait_udp_bound, Rig};
 
 /// What each transfer carries.
 const SIZE: u64 = 8 * MIB;
@@ -145,41 +145,121 @@ fn two_inbounds_route_by_domain_and_cidr_as_configured() {
     // The domain rule, through both inbounds: the blackhole's HTTP answer. (socks5h: the
     // proxy gets the name, as a browser configured for it sends it.)
     for proxy in [&socks, &http] {
-        let out = common::check_output(&mut curl_in(
-            rig.topo.peer_ns(),
-            proxy,
-            "http://blocked.example/",
-            &["--output", "/dev/null", "--write-out", "%{http_code}"],
-        ));
-        assert_eq!(out, "403", "blocked.example through {proxy}: HTTP status");
+        let status = status_through(rig.topo.peer_ns(), proxy, "http://blocked.example/");
+        assert_eq!(
+            status, "403",
+            "blocked.example through {proxy}: HTTP status"
+        );
     }
 
     // Outside the CIDR: the container's loopback has a web server the freedom outbound could
     // reach; the last rule sends it to the blackhole instead.
-    let mut local = common::Server::spawn(
-        common::http_server_command(
-            rig.topo.container_ns(),
-            "8001",
-            "127.0.0.1",
-            &rig.dir.str("www"),
-            &[],
-        ),
-        "python3 -m http.server (container loopback)",
+    let _local = rig.serve_on_container_loopback(8001);
+    let status = status_through(rig.topo.peer_ns(), &http, "http://127.0.0.1:8001/blob.bin");
+    assert_eq!(
+        status, "403",
+        "127.0.0.1:8001 through the HTTP inbound: HTTP status"
     );
-    local.wait_listening(
-        rig.topo.container_ns(),
-        std::net::SocketAddr::from(([127, 0, 0, 1], 8001)),
-        std::time::Duration::from_secs(20),
+    assert_running(&mut server);
+}
+
+/// A protobuf field: `number` with a varint or length-delimited value (what geoip.dat and
+/// geosite.dat, v2ray's GeoIPList and GeoSiteList messages, are made of).
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn field_varint(number: u64, v: u64, out: &mut Vec<u8>) {
+    varint(number << 3, out);
+    varint(v, out);
+}
+
+fn field_bytes(number: u64, bytes: &[u8], out: &mut Vec<u8>) {
+    varint((number << 3) | 2, out);
+    varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// geoip.dat with one entry, `code`: `ip`/32. (GeoIPList.entry = 1; GeoIP.country_code = 1,
+/// .cidr = 2; CIDR.ip = 1, .prefix = 2.)
+fn geoip_dat(code: &str, ip: std::net::Ipv4Addr) -> Vec<u8> {
+    let mut cidr = Vec::new();
+    field_bytes(1, &ip.octets(), &mut cidr);
+    field_varint(2, 32, &mut cidr);
+    let mut geoip = Vec::new();
+    field_bytes(1, code.as_bytes(), &mut geoip);
+    field_bytes(2, &cidr, &mut geoip);
+    let mut list = Vec::new();
+    field_bytes(1, &geoip, &mut list);
+    list
+}
+
+/// geosite.dat with one list, `code`: the full name `name`. (GeoSiteList.entry = 1;
+/// GeoSite.country_code = 1, .domain = 2; Domain.type = 1 (Full = 3), .value = 2.)
+fn geosite_dat(code: &str, name: &str) -> Vec<u8> {
+    let mut domain = Vec::new();
+    field_varint(1, 3, &mut domain);
+    field_bytes(2, name.as_bytes(), &mut domain);
+    let mut site = Vec::new();
+    field_bytes(1, code.as_bytes(), &mut site);
+    field_bytes(2, &domain, &mut site);
+    let mut list = Vec::new();
+    field_bytes(1, &site, &mut list);
+    list
+}
+
+/// geo-routing.server.json, with geoip.dat and geosite.dat (made here: Debian packages
+/// neither) in the directory V2RAY_LOCATION_ASSET names: geoip:lab holds the web server's
+/// address in the peer, geosite:lab the name blocked.example.
+#[test]
+fn geoip_and_geosite_rules_read_the_asset_directory_the_environment_names() {
+    let rig = Rig::new("geo-routing", SIZE);
+    let assets = rig.dir.join("assets");
+    std::fs::create_dir(&assets).unwrap();
+    let peer = rig.topo.addrs().peer_v4;
+    std::fs::write(assets.join("geoip.dat"), geoip_dat("LAB", peer)).unwrap();
+    std::fs::write(
+        assets.join("geosite.dat"),
+        geosite_dat("LAB", "blocked.example"),
+    )
+    .unwrap();
+    let env = [(
+        "V2RAY_LOCATION_ASSET".to_string(),
+        assets.display().to_string(),
+    )];
+    let mut server = common::Server::spawn(
+        rig.lkl_run_v2ray("1080", &v2ray::config("geo-routing.server.json"), &env),
+        "gccgo v2ray with geo rules (lkl-run)",
     );
-    let out = common::check_output(&mut curl_in(
+    let socks_at = rig.server_addr(1080);
+    server.wait_listening(
         rig.topo.peer_ns(),
-        &http,
+        socks_at,
+        std::time::Duration::from_secs(30),
+    );
+    let socks = format!("socks5h://{socks_at}");
+
+    let status = status_through(rig.topo.peer_ns(), &socks, "http://blocked.example/");
+    assert_eq!(status, "403", "blocked.example (geosite:lab): HTTP status");
+    let status = status_through(rig.topo.peer_ns(), &socks, &rig.blob_url());
+    assert_eq!(status, "403", "{} (geoip:lab): HTTP status", rig.web);
+    // Not in geoip:lab: out through freedom, the file intact.
+    let _local = rig.serve_on_container_loopback(8001);
+    let got = rig.dir.join("local.bin");
+    common::check_output(&mut v2ray::curl_in(
+        rig.topo.peer_ns(),
+        &socks,
         "http://127.0.0.1:8001/blob.bin",
-        &["--output", "/dev/null", "--write-out", "%{http_code}"],
+        &["--fail", "--output", got.to_str().unwrap()],
     ));
     assert_eq!(
-        out, "403",
-        "127.0.0.1:8001 through the HTTP inbound: HTTP status"
+        apps::sha256_of(&got),
+        rig.sha256,
+        "the file through the direct outbound differs"
     );
     assert_running(&mut server);
 }

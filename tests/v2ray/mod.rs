@@ -274,6 +274,39 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// A web server on the container's loopback serving the same file: reachable by v2ray's
+    /// freedom outbound, not from the peer.
+    pub fn serve_on_container_loopback(&self, port: u16) -> Server {
+        let mut server = Server::spawn(
+            http_server_command(
+                self.topo.container_ns(),
+                &port.to_string(),
+                "127.0.0.1",
+                &self.dir.str("www"),
+                &[],
+            ),
+            "python3 -m http.server (container loopback)",
+        );
+        server.wait_listening(
+            self.topo.container_ns(),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(20),
+        );
+        server
+    }
+}
+
+/// The HTTP status curl in `ns` gets for `url` through `proxy`.
+pub fn status_through(ns: &Netns, proxy: &str, url: &str) -> String {
+    check_output(&mut curl_in(
+        ns,
+        proxy,
+        url,
+        &["--output", "/dev/null", "--write-out", "%{http_code}"],
+    ))
+}
+
 /// `curl --silent --show-error --max-time 60 --proxy PROXY EXTRA... URL` in `ns`.
 pub fn curl_in(ns: &Netns, proxy: &str, url: &str, extra: &[&str]) -> Command {
     let mut args = vec![
