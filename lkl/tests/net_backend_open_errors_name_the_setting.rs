@@ -19,6 +19,7 @@ fn config(ifname: &str) -> PacketConfig {
         admit: Default::default(),
         offload: true,
         rx_ring: true,
+        rx_coalesce: std::time::Duration::ZERO,
         rx_ring_bytes: lkl::packet::MAX_RX_RING_BYTES,
     }
 }

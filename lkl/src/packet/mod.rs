@@ -17,7 +17,8 @@
 //!   (`vnet.rs`): the host's own, else one made from the host's checksum status (the ring's
 //!   frame status or PACKET_AUXDATA).
 //! * An rx thread (`rx_thread.rs`) waits for the socket to become readable while the device
-//!   is armed, then raises the device's irq.
+//!   is armed, then raises the device's irq; while packets stream in, a little later, so that
+//!   the kernel takes more of them per wake-up.
 //! * A classic-BPF filter (`filter.rs`) lets only packets for LKL's addresses — on an address
 //!   shared with the host, only for the ports LKL owns — reach the socket, and
 //!   PACKET_IGNORE_OUTGOING (or, on a host kernel without it, the filter) keeps our own tx
@@ -43,6 +44,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -80,6 +82,10 @@ pub struct PacketConfig {
     /// Receive through a ring shared with the host kernel where it gives one, else with one
     /// recvmsg per packet.
     pub rx_ring: bool,
+    /// Interrupt moderation (a NIC's rx-usecs): while packets stream in, the rx thread waits
+    /// this long before it raises the next irq, so that LKL takes more packets per wake-up.
+    /// Zero: never.
+    pub rx_coalesce: Duration,
     /// The ring's size (whole blocks of it, at least one): packets that arrive while LKL is
     /// busy wait there. All of it is resident in the process.
     pub rx_ring_bytes: usize,
@@ -104,6 +110,10 @@ pub struct PacketStats {
     pub rx_truncated: u64,
     /// Packets too big for a frame of the ring, read from the socket's queue.
     pub rx_copied: u64,
+    /// Irqs the rx thread raised (each a wake-up of the kernel's receive path).
+    pub rx_irqs: u64,
+    /// Irqs the rx thread held back for `rx_coalesce` because packets were streaming in.
+    pub rx_coalesced: u64,
     /// Packets sent to the host.
     pub tx_packets: u64,
     /// Packets dropped because no next-hop MAC is known yet (Ethernet interfaces).
@@ -120,6 +130,8 @@ struct Counters {
     rx_packets: AtomicU64,
     rx_truncated: AtomicU64,
     rx_copied: AtomicU64,
+    rx_irqs: AtomicU64,
+    rx_coalesced: AtomicU64,
     tx_packets: AtomicU64,
     tx_no_next_hop: AtomicU64,
     tx_retried: AtomicU64,
@@ -153,6 +165,8 @@ pub struct PacketBackend {
     counters: Counters,
     rx: Mutex<RxState>,
     rx_cond: Condvar,
+    /// See [`PacketConfig::rx_coalesce`].
+    rx_coalesce: Duration,
     receiver: Mutex<Receiver>,
     tx_scratch: Mutex<Box<TxScratch>>,
     /// Written to end the rx thread's poll.
@@ -198,6 +212,8 @@ impl PacketBackend {
             rx_packets: c.rx_packets.load(Ordering::Relaxed),
             rx_truncated: c.rx_truncated.load(Ordering::Relaxed),
             rx_copied: c.rx_copied.load(Ordering::Relaxed),
+            rx_irqs: c.rx_irqs.load(Ordering::Relaxed),
+            rx_coalesced: c.rx_coalesced.load(Ordering::Relaxed),
             tx_packets: c.tx_packets.load(Ordering::Relaxed),
             tx_no_next_hop: c.tx_no_next_hop.load(Ordering::Relaxed),
             tx_retried: c.tx_retried.load(Ordering::Relaxed),

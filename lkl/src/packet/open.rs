@@ -502,6 +502,7 @@ impl PacketBackend {
             counters: Counters::default(),
             rx: Mutex::new(RxState::new()),
             rx_cond: Condvar::new(),
+            rx_coalesce: cfg.rx_coalesce,
             receiver: Mutex::new(Receiver::new(ring)),
             tx_scratch: Mutex::new(TxScratch::new()),
             stop_fd: sys::eventfd().map_err(host("eventfd"))?,

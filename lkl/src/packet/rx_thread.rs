@@ -1,12 +1,25 @@
 //! The rx thread: while the device is armed it waits for the socket to become readable, then
 //! disarms it and raises the device's irq; the kernel's poll then reads the packets (`rx.rs`)
 //! and re-arms it.
+//!
+//! Interrupt moderation: when the last irq brought a stream's worth of packets, the thread
+//! waits `rx_coalesce` before raising the next. Each wake-up costs context switches (this
+//! thread, the kernel's receive path, the program's thread the data wakes); a stream then
+//! arrives in fewer, larger batches, which LKL's GRO also merges into fewer, larger packets
+//! (fewer ACKs and program wake-ups). Measured on the venet rig (iperf3 to LKL): 30 µs cut
+//! the server's CPU per GB by about a third at the same throughput. Request/response
+//! traffic brings a packet or two per irq and is never held back.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{sys, PacketBackend};
 use crate::netdev::Irq;
+
+/// Packets the last irq must have brought for the next one to be held back: more than a
+/// request/response exchange ever has in flight at once.
+const STREAMING: u64 = 8;
 
 /// Whether the kernel waits for an irq (armed) and whether the rx thread must end.
 pub(super) struct RxState {
@@ -50,6 +63,8 @@ impl PacketBackend {
     }
 
     fn rx_loop(&self, irq: Irq) {
+        // Packets received before the last irq was raised.
+        let mut before_irq = 0;
         loop {
             {
                 let mut state = self.rx.lock();
@@ -88,6 +103,15 @@ impl PacketBackend {
                 return;
             }
             if fds[0].revents & libc::POLLIN != 0 {
+                let c = &self.counters;
+                let received = c.rx_packets.load(Ordering::Relaxed);
+                if !self.rx_coalesce.is_zero() && received - before_irq >= STREAMING {
+                    c.rx_coalesced.fetch_add(1, Ordering::Relaxed);
+                    // Interrupted early (a signal) is only a shorter wait.
+                    let _ = sys::ppoll(&mut [], Some(self.rx_coalesce));
+                }
+                before_irq = c.rx_packets.load(Ordering::Relaxed);
+                c.rx_irqs.fetch_add(1, Ordering::Relaxed);
                 // Disarm before the irq: the kernel re-arms (rx_arm) once it has drained the
                 // socket, possibly before trigger() returns.
                 self.rx.lock().armed = false;

@@ -39,6 +39,8 @@ pub struct Options {
     /// Receive through the ring shared with the host (the host must give one: checked),
     /// else with recvmsg.
     pub rx_ring: bool,
+    /// Interrupt moderation (the library's default: 30 µs).
+    pub rx_coalesce: Duration,
     /// Offloads to the host (PACKET_VNET_HDR; the rig's interfaces take them, except
     /// venet0, which is link/void and gets a SOCK_DGRAM socket without them: checked).
     pub offload: bool,
@@ -48,6 +50,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             rx_ring: true,
+            rx_coalesce: Duration::from_micros(30),
             offload: true,
         }
     }
@@ -69,6 +72,7 @@ pub fn attach_with(
         admit: Default::default(),
         offload: opts.offload,
         rx_ring: opts.rx_ring,
+        rx_coalesce: opts.rx_coalesce,
         rx_ring_bytes: lkl::packet::MAX_RX_RING_BYTES,
     };
     let backend = topo
