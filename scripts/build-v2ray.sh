@@ -90,10 +90,10 @@ fi
 echo "$me: building v2ray with gccgo-12 into $out (about 3 min with a cold Go build cache)" >&2
 work=$(mktemp -d "$cache/v2ray-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-# The first GOPATH entry: the trees the overlay touches (v2ray.com, go.starlark.net) as symlinks (GOPATH mode takes a directory from the
-# first entry that has it, so parents of a replaced package must be complete there too), in
-# which each replaced package is put together from the upstream files its UPSTREAM lists and
-# our files.
+# The first GOPATH entry: the trees the overlay touches (v2ray.com, go.starlark.net) as
+# symlinks (GOPATH mode takes a directory from the first entry that has it, so the parents of
+# a replaced package must be complete there too), in which each replaced package is put
+# together from the upstream files its UPSTREAM lists and our files.
 mkdir -p "$work/gopath/src"
 for top in "$overlay"/*/; do
     top=$(basename "$top")
@@ -131,13 +131,15 @@ if ! (
 fi
 "$work/v2ray" -version >/dev/null || die "the built v2ray does not run"
 mkdir -p "$work/out"
-# Stripped: libgo records the creator's stack of every thread it starts (mcommoninit), and
+# Stripped: libgo records the creator's stack of threads it starts (mcommoninit), and
 # libbacktrace then reads the symbols and DWARF of the program and of every shared object
-# into memory it keeps (12 MiB for v2ray's). Without them only function names in panics are
-# lost; the unstripped binary stays beside it, with no debuglink that would lead libbacktrace
-# to it.
+# into memory it keeps (18 MiB for v2ray's own; glibc's from /usr/lib/debug where libc6-dbg
+# is installed, which examples/systemd/v2ray-on-lkl.service hides). Without them only
+# function names in panics are lost; the unstripped binary stays beside it, with no
+# debuglink that would lead libbacktrace to it.
 mv "$work/v2ray" "$work/out/v2ray.unstripped"
 strip --strip-all --remove-section=.go_export -o "$work/out/v2ray" "$work/out/v2ray.unstripped"
+"$work/out/v2ray" -version >/dev/null || die "the stripped v2ray does not run"
 mv "$log" "$work/out/build.log"
 # The entry appears whole or not at all.
 mv -T "$work/out" "$out" || die "cannot move the build into $out"
