@@ -1,40 +1,42 @@
 #!/usr/bin/env bash
-# Builds v2ray-lkl: v2ray 4.34 (Debian's golang-v2ray-core-dev sources) compiled with gccgo-12,
-# whose runtime (libgo) makes its socket calls through glibc, so liblkl_hijack.so can put its
-# listeners on LKL. A gc-built Go binary makes raw system calls and cannot be moved.
+# Builds v2ray 4.34's own main (v2ray.com/core/main: the JSON loader, every proxy and
+# transport of main/distro/all, the usual command line) with gccgo-12, from Debian's
+# golang-v2ray-core-dev sources, unmodified on disk. gccgo's runtime (libgo) makes its socket
+# calls through glibc, so liblkl_hijack.so can put the listeners on LKL; a gc-built Go binary
+# makes raw system calls and cannot be moved.
 #
-# The main package is our own, tests/programs/v2ray/main.go: it builds the core.Config from
-# flags and links only
-#   core, app/dispatcher, app/proxyman (+ inbound, outbound), app/log,
-#   proxy/dokodemo (inbound), proxy/freedom (outbound), proxy/vmess/inbound (AEAD users),
-#   transport/internet/tcp.
-# Left out, because gccgo-12 (Go 1.18 level, no generics) cannot compile them:
-#   - the JSON config loader (main/jsonem, infra/conf): it imports every transport, so it fails
-#     with the two below. v2ray's own main (main/distro/all) fails the same way.
-#   - transport/internet/quic, and app/dns (DNS over QUIC): quic-go 0.29 selects its TLS fork by
-#     Go version and wants github.com/marten-seemann/qtls-go1-18, which Debian does not package
-#     (only qtls-go1-19, for golang-go 1.19): `cannot find package
-#     "github.com/marten-seemann/qtls-go1-18"`. Past that, quic-go/internal/utils imports
-#     golang.org/x/exp/constraints, which is generic: `constraints.go:13:9: error: invalid
-#     character 0x7e in input file` (the `~int` of a type set).
-#   - transport/internet/kcp: its XOR routine is Go assembly (xor_amd64.s), which gccgo hands to
-#     the C preprocessor and GNU as: `xor_amd64.s:1:10: fatal error: textflag.h: No such file`.
-#   - transport/internet/headers/http: it reaches net/http.readRequest with //go:linkname, which
-#     gccgo turns into a broken symbol difference: `Error: invalid operands (*UND* and *UND*
-#     sections) for '/'` from the assembler.
-# (The rest of main/distro/all — tls, websocket, domainsocket, http/2 transport, socks, http,
-# shadowsocks, trojan, vless, vmess outbound, router, stats, commander — does compile with
-# gccgo-12 but is not linked: nothing here uses it. app/router would also need
-# golang-starlark-dev, which is therefore not installed.)
+# Five packages do not build with gccgo-12 (Go 1.18 level, no generics) as they are:
+#   - transport/internet/quic, and app/dns (DNS over QUIC): quic-go 0.29 wants
+#     github.com/marten-seemann/qtls-go1-18, which Debian does not package (only qtls-go1-19,
+#     for golang-go 1.19), and past that golang.org/x/exp/constraints, which is generic
+#     (`constraints.go:13:9: error: invalid character 0x7e in input file`, the `~int`).
+#   - transport/internet/kcp: its XOR routine is Go assembly (xor_amd64.s), which gccgo hands
+#     to the C preprocessor and GNU as: `fatal error: textflag.h: No such file`.
+#   - transport/internet/headers/http: it reaches net/http.readRequest with //go:linkname,
+#     which gccgo turns into a symbol difference the assembler rejects (`Error: invalid
+#     operands (*UND* and *UND* sections) for '/'`).
+#   - go.starlark.net/starlark (app/router's scripted conditions): it binds gc's
+#     runtime.stringHash with //go:linkname, which libgo does not have (undefined reference
+#     at the link).
+# And one that builds but misbehaves:
+#   - transport/internet/udp: its hub reads datagrams with net.UDPConn.ReadMsgUDP, which in
+#     libgo 12 (as syscall.Recvmsg under it) gives the sender as [::]:0, so every UDP inbound
+#     (mKCP, Shadowsocks and dokodemo-door over UDP) answers nobody.
+# For each, v2ray/overlay/<import path>/ holds our replacement files and UPSTREAM, the list of
+# upstream files kept; the package is put together from both in a GOPATH entry of its own
+# that comes before /usr/share/gocode. kcp gets its XOR in plain Go and headers/http its
+# request parsing through the exported http.ReadRequest (both then work), starlark a
+# runtime.stringHash of its own, the UDP hub recvmsg(2) made directly; quic and DNS over
+# QUIC refuse with one line naming the missing feature, so every other configuration loads.
 #
 # Installs what it needs with apt (gccgo-12 brings the go-12 tool; golang-go is not needed).
 # Debian's gc-built v2ray, the reference the tests compare against, comes from
 # scripts/fetch-gc-v2ray.sh.
-# Builds in GOPATH mode (GO111MODULE=off, GOPATH=/usr/share/gocode) into
-#   ${XDG_CACHE_HOME:-$HOME/.cache}/lkl-hijack/v2ray-<hash>/v2ray-lkl
-# where <hash> covers this script, main.go and the installed Go packages' versions; a later run
-# with the same inputs only prints the path. The binary's path is the last line on stdout;
-# progress goes to stderr.
+# Builds in GOPATH mode (GO111MODULE=off) into
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/lkl-hijack/v2ray-<hash>/v2ray
+# where <hash> covers this script, the overlay and the installed Go packages' versions; a
+# later run with the same inputs only prints the path. The binary's path is the last line on
+# stdout; progress goes to stderr.
 set -euo pipefail
 
 me=build-v2ray.sh
@@ -46,14 +48,16 @@ die() {
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/lib/packages.sh"
 script="$root/scripts/build-v2ray.sh"
-src="$root/tests/programs/v2ray/main.go"
-[ -f "$src" ] || die "missing $src"
+overlay="$root/v2ray/overlay"
+upstream=/usr/share/gocode/src
+[ -d "$overlay" ] || die "missing $overlay"
 
 packages=(
     gccgo-12                                 # the compiler and its go tool, go-12
     golang-v2ray-core-dev                    # v2ray's sources and (through Depends) most of theirs
     golang-github-seiflotfy-cuckoofilter-dev # VMess AEAD's replay filter (common/antireplay) ...
     golang-github-dgryski-go-metro-dev       # ... and cuckoofilter needs this; neither is a Depends
+    golang-starlark-dev                      # app/router's scripted conditions; not a Depends
 )
 
 install_packages "$me" "${packages[@]}"
@@ -62,11 +66,13 @@ command -v go-12 >/dev/null || die "go-12 (from gccgo-12) is not on PATH"
 # Every Go source package (golang-*) and the compiler with its runtime library.
 versions=$(dpkg-query -W -f='${db:Status-Abbrev}${Package} ${Version}\n' \
     'golang-*' 'gccgo-12' 'libgo[0-9]*' 2>/dev/null | grep '^ii' || true)
-hash=$( { cat "$script" "$src"; printf '%s\n' "$versions"; } | sha256sum | cut -c1-16)
+# The overlay's files by name and content, so a rename changes the hash too.
+overlay_sum=$(cd "$overlay" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+hash=$( { cat "$script"; printf '%s\n' "$overlay_sum" "$versions"; } | sha256sum | cut -c1-16)
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/lkl-hijack"
 out="$cache/v2ray-$hash"
-bin="$out/v2ray-lkl"
+bin="$out/v2ray"
 if [ -x "$bin" ]; then
     echo "$bin"
     exit 0
@@ -81,29 +87,59 @@ if [ -x "$bin" ]; then
     exit 0
 fi
 
-echo "$me: building v2ray-lkl with gccgo-12 into $out (about 15 s with a cold Go build cache)" >&2
+echo "$me: building v2ray with gccgo-12 into $out (about 3 min with a cold Go build cache)" >&2
 work=$(mktemp -d "$cache/v2ray-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-# GOPATH mode: the program sits in a GOPATH of its own, the Debian sources in the second entry.
-mkdir -p "$work/gopath/src/v2ray-lkl"
-cp "$src" "$work/gopath/src/v2ray-lkl/main.go"
+# The first GOPATH entry: the trees the overlay touches (v2ray.com, go.starlark.net) as
+# symlinks (GOPATH mode takes a directory from the first entry that has it, so the parents of
+# a replaced package must be complete there too), in which each replaced package is put
+# together from the upstream files its UPSTREAM lists and our files.
+mkdir -p "$work/gopath/src"
+for top in "$overlay"/*/; do
+    top=$(basename "$top")
+    cp -as "$upstream/$top" "$work/gopath/src/$top"
+done
+while IFS= read -r list; do
+    pkg=$(dirname "${list#"$overlay"/}")
+    dest="$work/gopath/src/$pkg"
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    while IFS= read -r f; do
+        [ -n "$f" ] || continue
+        [ -f "$upstream/$pkg/$f" ] ||
+            die "v2ray/overlay/$pkg/UPSTREAM lists $f, which $upstream/$pkg does not have"
+        cp "$upstream/$pkg/$f" "$dest/"
+    done <"$list"
+    cp "$(dirname "$list")"/*.go "$dest/"
+done < <(find "$overlay" -name UPSTREAM | LC_ALL=C sort)
+# libgo linked in and the program not position-independent: libgo.so's and a PIE's
+# relocations are applied to every page of their data at start (49 MiB resident before the
+# first connection, 26 MiB so).
+gccgoflags="-static-libgo -no-pie"
 log="$work/build.log"
 started=$(date +%s)
 if ! (
-    cd "$work/gopath/src/v2ray-lkl" &&
+    cd "$work" &&
         env -u GOROOT -u GOFLAGS -u GOBIN \
             GO111MODULE=off GOPATH="$work/gopath:/usr/share/gocode" \
             GOCACHE="$cache/go-build-gccgo" GCCGO=gccgo-12 \
-            go-12 build -compiler gccgo -o "$work/v2ray-lkl" .
+            go-12 build -compiler gccgo -gccgoflags "$gccgoflags" -o "$work/v2ray" v2ray.com/core/main
 ) >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     what=$(grep -o 'cannot find package "[^"]*"' "$log" | head -n1 || true)
-    die "go-12 build of tests/programs/v2ray failed${what:+: $what}"
+    die "go-12 build of v2ray.com/core/main failed${what:+: $what}"
 fi
-"$work/v2ray-lkl" -h >/dev/null 2>&1 ||
-    [ $? -eq 2 ] || die "the built v2ray-lkl does not run"
+"$work/v2ray" -version >/dev/null || die "the built v2ray does not run"
 mkdir -p "$work/out"
-mv "$work/v2ray-lkl" "$work/out/v2ray-lkl"
+# Stripped: libgo records the creator's stack of threads it starts (mcommoninit), and
+# libbacktrace then reads the symbols and DWARF of the program and of every shared object
+# into memory it keeps (18 MiB for v2ray's own; glibc's from /usr/lib/debug where libc6-dbg
+# is installed, which examples/systemd/v2ray-on-lkl.service hides). Without them only
+# function names in panics are lost; the unstripped binary stays beside it, with no
+# debuglink that would lead libbacktrace to it.
+mv "$work/v2ray" "$work/out/v2ray.unstripped"
+strip --strip-all --remove-section=.go_export -o "$work/out/v2ray" "$work/out/v2ray.unstripped"
+"$work/out/v2ray" -version >/dev/null || die "the stripped v2ray does not run"
 mv "$log" "$work/out/build.log"
 # The entry appears whole or not at all.
 mv -T "$work/out" "$out" || die "cannot move the build into $out"

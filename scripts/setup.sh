@@ -20,5 +20,7 @@ packages=(
     # real programs the hijack tests run under the preload (tests/*_on_lkl.rs), their clients
     # (wrk, redis-benchmark in redis-tools) and gccgo for the Go server built at test time
     nginx redis-server redis-tools wrk gccgo-12
+    # the v2ray tests: their TLS configs get a certificate made at test time
+    openssl
 )
 install_packages setup.sh "${packages[@]}"

@@ -48,6 +48,7 @@ pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
             offload: net.offload,
             rx_ring: true,
             rx_coalesce: std::time::Duration::from_micros(net.rx_usecs.into()),
+            rx_ring_bytes: lkl::packet::rx_ring_bytes_for(cfg.mem_mib),
         },
         net.fd,
     );

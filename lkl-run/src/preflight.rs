@@ -164,6 +164,7 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
                     rx_ring: true,
                     // The rx thread's timing, not the socket's setup: nothing to probe.
                     rx_coalesce: std::time::Duration::ZERO,
+                    rx_ring_bytes: lkl::packet::MAX_RX_RING_BYTES,
                 },
             )
         })

@@ -20,6 +20,7 @@ fn config(ifname: &str) -> PacketConfig {
         offload: true,
         rx_ring: true,
         rx_coalesce: std::time::Duration::ZERO,
+        rx_ring_bytes: lkl::packet::MAX_RX_RING_BYTES,
     }
 }
 

@@ -24,6 +24,7 @@ fn config(topo: &dyn Topology) -> PacketConfig {
         offload: true,
         rx_ring: true,
         rx_coalesce: std::time::Duration::ZERO,
+        rx_ring_bytes: lkl::packet::MAX_RX_RING_BYTES,
     }
 }
 

@@ -86,6 +86,19 @@ pub struct PacketConfig {
     /// this long before it raises the next irq, so that LKL takes more packets per wake-up.
     /// Zero: never.
     pub rx_coalesce: Duration,
+    /// The ring's size (whole blocks of it, at least one): packets that arrive while LKL is
+    /// busy wait there. All of it is resident in the process.
+    pub rx_ring_bytes: usize,
+}
+
+/// The biggest receive ring, as the socket's receive buffer.
+pub const MAX_RX_RING_BYTES: usize = 4 << 20;
+
+/// The receive ring's size for a kernel with `mem_mib` MiB of RAM: 1/32 of it, at most
+/// [`MAX_RX_RING_BYTES`]. What the ring holds becomes skbs in that RAM, so a bigger ring only
+/// moves the drops; 64M kernels (a proxy's) get 2 MiB, 128M and more 4 MiB.
+pub fn rx_ring_bytes_for(mem_mib: u32) -> usize {
+    ((mem_mib as usize) << 20 >> 5).clamp(1 << 20, MAX_RX_RING_BYTES)
 }
 
 /// Counters, readable while the backend runs.
@@ -234,5 +247,20 @@ impl NetBackend for PacketBackend {
 
     fn tso(&self) -> bool {
         self.vnet
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_is_a_32nd_of_the_kernels_ram_between_1_and_4_mib() {
+        assert_eq!(rx_ring_bytes_for(16), 1 << 20);
+        assert_eq!(rx_ring_bytes_for(32), 1 << 20);
+        assert_eq!(rx_ring_bytes_for(64), 2 << 20);
+        assert_eq!(rx_ring_bytes_for(128), 4 << 20);
+        assert_eq!(rx_ring_bytes_for(256), MAX_RX_RING_BYTES);
+        assert_eq!(rx_ring_bytes_for(4096), MAX_RX_RING_BYTES);
     }
 }

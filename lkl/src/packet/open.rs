@@ -452,7 +452,7 @@ impl PacketBackend {
         set_rcvbuf(&sock).map_err(host("SO_RCVBUF"))?;
         // Before bind: packets come to the ring from the first.
         let ring = if cfg.rx_ring {
-            match RxRing::set_up(&sock, mtu) {
+            match RxRing::set_up(&sock, mtu, cfg.rx_ring_bytes) {
                 Ok(ring) => Some(ring),
                 Err(e) => {
                     log::debug!("packet backend: the host refused a receive ring ({e})");

@@ -28,9 +28,6 @@ pub const TP_STATUS_KERNEL: u32 = 0;
 pub const TP_STATUS_USER: u32 = 1;
 pub const TP_STATUS_COPY: u32 = 1 << 1;
 
-/// The ring's size, as the socket's receive buffer (RCVBUF_BYTES): packets that arrive
-/// while LKL is busy wait here.
-const RING_BYTES: usize = 4 << 20;
 /// Frames live in blocks of physically contiguous pages; 64 KiB is an order-4 allocation.
 const MIN_BLOCK: usize = 64 << 10;
 /// Frames hold at most this much; bigger packets take the TP_STATUS_COPY path.
@@ -125,15 +122,16 @@ pub struct RxRing {
 unsafe impl Send for RxRing {}
 
 impl RxRing {
-    /// Puts a ring sized for packets of `mtu` bytes on `sock` (before it is bound, and after
-    /// PACKET_VNET_HDR, which a socket with a ring refuses).
-    pub fn set_up(sock: &sys::Fd, mtu: u32) -> io::Result<RxRing> {
+    /// Puts a ring of about `bytes` (whole blocks, at least one) sized for packets of `mtu`
+    /// bytes on `sock` (before it is bound, and after PACKET_VNET_HDR, which a socket with a
+    /// ring refuses).
+    pub fn set_up(sock: &sys::Fd, mtu: u32, bytes: usize) -> io::Result<RxRing> {
         // The frame's headers, a link-layer header and the vnet header fit in 128 bytes.
         let frame_size = (mtu as usize + 128)
             .next_power_of_two()
             .clamp(2048, MAX_FRAME);
         let block_size = frame_size.max(MIN_BLOCK);
-        let blocks = RING_BYTES / block_size;
+        let blocks = (bytes / block_size).max(1);
         let frames = blocks * (block_size / frame_size);
         let req = TpacketReq {
             tp_block_size: block_size as u32,

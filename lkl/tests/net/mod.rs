@@ -73,6 +73,7 @@ pub fn attach_with(
         offload: opts.offload,
         rx_ring: opts.rx_ring,
         rx_coalesce: opts.rx_coalesce,
+        rx_ring_bytes: lkl::packet::MAX_RX_RING_BYTES,
     };
     let backend = topo
         .container_ns()
