@@ -21,7 +21,7 @@ use crate::ffi::{host_result, SysResult};
 use crate::notify::{EventFd, Notifier};
 use crate::objects::{EpollSide, Object};
 use crate::time::{timespec, Deadline};
-use crate::{host, kernel};
+use crate::{busy, host, kernel};
 
 /// The tag of the eventfd in the host instance: not a user-space address (bit 63 set, not
 /// canonical) and no small integer, so it does not collide with what programs store.
@@ -167,12 +167,25 @@ pub fn wait(
         return host_wait(epfd, events, timeout, mask).map(|(n, _)| n as c_int);
     };
     let deadline = Deadline::after(timeout);
+    let mut busy = true;
     loop {
         side.wake.drain();
         let n = lkl_ready(side, events)?;
         if n > 0 || deadline.passed() {
             let (m, _) = host_wait(epfd, &mut events[n..], Some(Duration::ZERO), mask)?;
             return Ok((n + m) as c_int);
+        }
+        // Busy poll when no host fd is ready either; host fds that become ready meanwhile
+        // wait for the busy poll's end (at most net.core.busy_poll).
+        if busy {
+            let (m, woken) = host_wait(epfd, events, Some(Duration::ZERO), mask)?;
+            if m > 0 {
+                return Ok(m as c_int);
+            }
+            if woken || busy::wait(side.lkl, libc::POLLIN) {
+                continue;
+            }
+            busy = false;
         }
         let (m, woken) = host_wait(epfd, events, deadline.remaining(), mask)?;
         let n = if woken {

@@ -91,6 +91,9 @@ pub struct PacketStats {
     pub rx_truncated: u64,
     /// Packets too big for a frame of the ring, read from the socket's queue.
     pub rx_copied: u64,
+    /// Times the rx thread woke for packets and raised the irq (packets that threads
+    /// waiting in LKL took in themselves, busy polling, need none).
+    pub rx_irqs: u64,
     /// Packets sent to the host.
     pub tx_packets: u64,
     /// Packets dropped because no next-hop MAC is known yet (Ethernet interfaces).
@@ -107,6 +110,7 @@ struct Counters {
     rx_packets: AtomicU64,
     rx_truncated: AtomicU64,
     rx_copied: AtomicU64,
+    rx_irqs: AtomicU64,
     tx_packets: AtomicU64,
     tx_no_next_hop: AtomicU64,
     tx_retried: AtomicU64,
@@ -185,6 +189,7 @@ impl PacketBackend {
             rx_packets: c.rx_packets.load(Ordering::Relaxed),
             rx_truncated: c.rx_truncated.load(Ordering::Relaxed),
             rx_copied: c.rx_copied.load(Ordering::Relaxed),
+            rx_irqs: c.rx_irqs.load(Ordering::Relaxed),
             tx_packets: c.tx_packets.load(Ordering::Relaxed),
             tx_no_next_hop: c.tx_no_next_hop.load(Ordering::Relaxed),
             tx_retried: c.tx_retried.load(Ordering::Relaxed),

@@ -3,6 +3,7 @@
 //! and re-arms it.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{sys, PacketBackend};
@@ -91,6 +92,7 @@ impl PacketBackend {
                 // Disarm before the irq: the kernel re-arms (rx_arm) once it has drained the
                 // socket, possibly before trigger() returns.
                 self.rx.lock().armed = false;
+                self.counters.rx_irqs.fetch_add(1, Ordering::Relaxed);
                 irq.trigger();
             }
         }
