@@ -8,6 +8,7 @@
 //! caller's timeout and signal mask; the eventfd wakes it for LKL events.
 
 use std::ffi::{c_int, c_long};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,16 @@ const WAKE_TAG: u64 = 0x8c4b_4c00_7761_6b65;
 
 /// Serialises making LKL sides, so two threads adding to one instance make one.
 static MAKING: Mutex<()> = Mutex::new(());
+
+/// Whether the program ever added a host fd to an epoll instance: only then does a wait that
+/// finds LKL events, or is about to busy poll, look at the host's fds too (otherwise a
+/// system call per wait spent on an instance holding nothing but the eventfd).
+static HOST_FDS: AtomicBool = AtomicBool::new(false);
+
+/// The program adds a host fd to an epoll instance.
+pub fn host_fd_added() {
+    HOST_FDS.store(true, Ordering::Relaxed);
+}
 
 fn side_of(entry: &Entry) -> Option<&EpollSide> {
     match &entry.obj {
@@ -169,8 +180,15 @@ pub fn wait(
     let deadline = Deadline::after(timeout);
     let mut busy = true;
     loop {
-        side.wake.drain();
+        // The eventfd is reset before the last look ahead of a sleep (a signal after it
+        // wakes the sleep); while busy polling nothing sleeps on it.
+        if !busy {
+            side.wake.drain();
+        }
         let n = lkl_ready(side, events)?;
+        if n > 0 && !HOST_FDS.load(Ordering::Relaxed) {
+            return Ok(n as c_int);
+        }
         if n > 0 || deadline.passed() {
             let (m, _) = host_wait(epfd, &mut events[n..], Some(Duration::ZERO), mask)?;
             return Ok((n + m) as c_int);
@@ -178,14 +196,14 @@ pub fn wait(
         // Busy poll when no host fd is ready either; host fds that become ready meanwhile
         // wait for the busy poll's end (at most net.core.busy_poll).
         if busy {
-            let (m, woken) = host_wait(epfd, events, Some(Duration::ZERO), mask)?;
-            if m > 0 {
-                return Ok(m as c_int);
+            if HOST_FDS.load(Ordering::Relaxed) {
+                let (m, _) = host_wait(epfd, events, Some(Duration::ZERO), mask)?;
+                if m > 0 {
+                    return Ok(m as c_int);
+                }
             }
-            if woken || busy::wait(side.lkl, libc::POLLIN) {
-                continue;
-            }
-            busy = false;
+            busy = busy::wait(side.lkl, libc::POLLIN);
+            continue;
         }
         let (m, woken) = host_wait(epfd, events, deadline.remaining(), mask)?;
         let n = if woken {
