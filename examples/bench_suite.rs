@@ -1041,13 +1041,25 @@ fn latency_figures(b: &Bench) -> Vec<Row> {
             for stack in [Stack::Host, Stack::Lkl] {
                 let (server, addr) = rr_server(b, &topo, stack, &[], server_cpu)?;
                 let a = addr.to_string();
-                let line = rr_client(b, &topo, &["lat", &a, &secs, "0", size], b.rr_secs, client_cpu)?;
+                let line = rr_client(
+                    b,
+                    &topo,
+                    &["lat", &a, &secs, "0", size],
+                    b.rr_secs,
+                    client_cpu,
+                )?;
                 sat = sat.min(kv(&line, "rate")?);
                 servers.push((server, a));
             }
             let rate = format!("{:.0}", sat / 2.0);
             for (s, (server, a)) in servers.iter_mut().enumerate() {
-                let line = rr_client(b, &topo, &["lat", a, &secs, &rate, size], b.rr_secs, client_cpu)?;
+                let line = rr_client(
+                    b,
+                    &topo,
+                    &["lat", a, &secs, &rate, size],
+                    b.rr_secs,
+                    client_cpu,
+                )?;
                 server.check_alive()?;
                 let (p50, p99) = (kv(&line, "p50_us")?, kv(&line, "p99_us")?);
                 b.record(format!(
@@ -1073,7 +1085,11 @@ fn latency_figures(b: &Bench) -> Vec<Row> {
                 host: format!("{h:.1}"),
                 ratio: format!("{:.2}", l / h),
                 target: figs[i].1.into(),
-                met: if i == 1 { yes(l / h <= 1.2) } else { "—".into() },
+                met: if i == 1 {
+                    yes(l / h <= 1.2)
+                } else {
+                    "—".into()
+                },
             }
         })
         .collect()

@@ -25,14 +25,19 @@ fn wait_readable(k: &Kernel, fd: Fd) {
     loop {
         let spent = start.elapsed().as_micros() as c_long;
         // SAFETY: no pointers.
-        match unsafe { k.syscall(__NR_lkl_busy_wait, [fd as c_long, POLLIN as c_long, spent, 0, 0, 0]) } {
+        match unsafe {
+            k.syscall(
+                __NR_lkl_busy_wait,
+                [fd as c_long, POLLIN as c_long, spent, 0, 0, 0],
+            )
+        } {
             Ok(0) => break,
             Ok(_) => return,
             Err(Errno::EAGAIN) => continue,
             Err(e) => panic!("lkl_busy_wait: {e}"),
         }
     }
-    let mut p = [fd as i32, POLLIN as i32];
+    let mut p = [fd, POLLIN as i32];
     let ts = libc::timespec {
         tv_sec: 10,
         tv_nsec: 0,
@@ -41,7 +46,14 @@ fn wait_readable(k: &Kernel, fd: Fd) {
     let n = unsafe {
         k.syscall(
             __NR_ppoll,
-            [p.as_mut_ptr() as c_long, 1, &ts as *const _ as c_long, 0, 0, 0],
+            [
+                p.as_mut_ptr() as c_long,
+                1,
+                &ts as *const _ as c_long,
+                0,
+                0,
+                0,
+            ],
         )
     };
     assert_eq!(n, Ok(1), "no request within 10 s");
@@ -49,7 +61,12 @@ fn wait_readable(k: &Kernel, fd: Fd) {
 
 /// Serves REQUESTS 1-byte requests on a new connection with SO_BUSY_POLL `busy_us`, and
 /// returns how often the rx thread raised the irq meanwhile.
-fn rx_irqs_while_serving(k: &Kernel, topo: &VethTopology, lkl: &net::Attached, busy_us: i32) -> u64 {
+fn rx_irqs_while_serving(
+    k: &Kernel,
+    topo: &VethTopology,
+    lkl: &net::Attached,
+    busy_us: i32,
+) -> u64 {
     let (lfd, addr) = net::lkl_listener(k, SocketAddr::new(lkl.addrs.lkl_v4.into(), 0));
     let client = topo
         .peer_ns()
@@ -66,7 +83,8 @@ fn rx_irqs_while_serving(k: &Kernel, topo: &VethTopology, lkl: &net::Attached, b
         })
         .unwrap();
     let (fd, _) = k.accept4(lfd, 0).unwrap();
-    k.setsockopt_int(fd, SOL_SOCKET, SO_BUSY_POLL, busy_us).unwrap();
+    k.setsockopt_int(fd, SOL_SOCKET, SO_BUSY_POLL, busy_us)
+        .unwrap();
     let mut before = 0;
     for i in 0..=REQUESTS {
         if i == 1 {
