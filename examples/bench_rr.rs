@@ -264,9 +264,12 @@ fn rr(addr: SocketAddr, secs: f64) -> io::Result<()> {
 }
 
 /// Requests of `size` bytes, each echoed whole, sent `rate` a second (0: each as soon as the
-/// last came back). A request's latency counts from when it was due, not from when it went
-/// out, so a slow answer that delays the next request is not hidden.
+/// last came back), on a fixed schedule (a late answer makes the next request go at once). A
+/// request's latency is from its write to the end of its echo: the client's own oversleep is
+/// left out, and its timer slack is cut to 1 ns so that the schedule holds.
 fn latency(addr: SocketAddr, secs: f64, rate: f64, size: usize) -> io::Result<()> {
+    // SAFETY: PR_SET_TIMERSLACK takes a number, no pointers.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     let mut s = connect(addr)?;
     let limit = Duration::from_secs_f64(secs);
     let (req, mut got) = (vec![7u8; size], vec![0u8; size]);
@@ -278,7 +281,7 @@ fn latency(addr: SocketAddr, secs: f64, rate: f64, size: usize) -> io::Result<()
         if due > now {
             thread::sleep(due - now);
         }
-        let sent = if rate > 0.0 { due } else { Instant::now() };
+        let sent = Instant::now();
         s.write_all(&req)?;
         s.read_exact(&mut got)?;
         let done = Instant::now();
