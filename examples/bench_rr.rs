@@ -5,6 +5,8 @@
 //! bench_rr server ADDR:PORT            echo server: one thread, level-triggered epoll
 //! bench_rr rr ADDR:PORT SECS           1-byte ping-pong over one connection; transactions/s
 //! bench_rr connect ADDR:PORT SECS N    N threads: connect, 1-byte echo, close; connections/s
+//! bench_rr lat ADDR:PORT SECS RATE SIZE  SIZE-byte requests over one connection, RATE a second
+//!                                      (0: back to back, the saturation); p50/p99 latency
 //! bench_rr hold ADDR:PORT COUNT        COUNT idle connections, each echoes a byte, held until a
 //!                                      line (or EOF) on stdin, then each echoes a byte again
 //! ```
@@ -41,7 +43,8 @@ extern "C" {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: bench_rr server ADDR:PORT\n       bench_rr rr ADDR:PORT SECS\n       \
-         bench_rr connect ADDR:PORT SECS THREADS\n       bench_rr hold ADDR:PORT COUNT"
+         bench_rr connect ADDR:PORT SECS THREADS\n       bench_rr lat ADDR:PORT SECS RATE SIZE\n       \
+         bench_rr hold ADDR:PORT COUNT"
     );
     ExitCode::from(2)
 }
@@ -61,6 +64,10 @@ fn main() -> ExitCode {
         ["connect", a, secs, threads] => {
             (|| connect_rate(addr(a)?, num(secs)?, num(threads)? as usize))()
         }
+        ["lat", a, secs, rate, size] => (|| {
+            latency(addr(a)?, num(secs)?, num(rate)?, num(size)? as usize)
+                .map_err(|e| e.to_string())
+        })(),
         ["hold", a, count] => (|| hold(addr(a)?, num(count)? as usize))(),
         _ => return usage(),
     };
@@ -253,6 +260,49 @@ fn rr(addr: SocketAddr, secs: f64) -> io::Result<()> {
     }
     let t = start.elapsed().as_secs_f64();
     println!("transactions={n} secs={t:.3} rate={:.1}", n as f64 / t);
+    Ok(())
+}
+
+/// Requests of `size` bytes, each echoed whole, sent `rate` a second (0: each as soon as the
+/// last came back), on a fixed schedule (a late answer makes the next request go at once). A
+/// request's latency is from its write to the end of its echo: the client's own oversleep is
+/// left out, and its timer slack is cut to 1 ns so that the schedule holds.
+fn latency(addr: SocketAddr, secs: f64, rate: f64, size: usize) -> io::Result<()> {
+    // SAFETY: PR_SET_TIMERSLACK takes a number, no pointers.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    let mut s = connect(addr)?;
+    let limit = Duration::from_secs_f64(secs);
+    let (req, mut got) = (vec![7u8; size], vec![0u8; size]);
+    let mut lat_ns = Vec::new();
+    let start = Instant::now();
+    let mut due = start;
+    while due.duration_since(start) < limit {
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+        let sent = Instant::now();
+        s.write_all(&req)?;
+        s.read_exact(&mut got)?;
+        let done = Instant::now();
+        lat_ns.push(done.duration_since(sent).as_nanos() as u64);
+        due = if rate > 0.0 {
+            due + Duration::from_secs_f64(1.0 / rate)
+        } else {
+            done
+        };
+    }
+    let t = start.elapsed().as_secs_f64();
+    lat_ns.sort_unstable();
+    let pct = |p: f64| lat_ns[((lat_ns.len() - 1) as f64 * p) as usize] as f64 / 1e3;
+    println!(
+        "requests={} secs={t:.3} rate={:.1} p50_us={:.1} p99_us={:.1} max_us={:.1}",
+        lat_ns.len(),
+        lat_ns.len() as f64 / t,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
     Ok(())
 }
 

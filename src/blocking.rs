@@ -23,7 +23,7 @@ use crate::notify::{with_thread_eventfd, Notifier};
 use crate::objects::Socket;
 use crate::poll::lkl_poll_now;
 use crate::time::{timespec, Deadline};
-use crate::{host, kernel};
+use crate::{busy, host, kernel};
 
 /// Which way a call moves data, and so what it waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -139,13 +139,21 @@ fn sleep(time: Duration, deadline: Deadline) -> SysResult<()> {
 }
 
 /// Runs `op` (a nonblocking kernel call) until it does not fail with EAGAIN, waiting in
-/// between when the program sees `sock` as blocking.
+/// between when the program sees `sock` as blocking. A receiving call busy polls before it
+/// sleeps (`busy`), as Linux's do.
 pub fn retry<T>(sock: &Socket, dir: Dir, mut op: impl FnMut() -> SysResult<T>) -> SysResult<T> {
     let mut deadline = None;
+    let mut busy = dir == Dir::In;
     loop {
         match op() {
             Err(Errno::EAGAIN) if !sock.nonblocking() => {}
             result => return result,
+        }
+        if busy {
+            if busy::wait(sock.lkl, dir.events()) {
+                continue;
+            }
+            busy = false;
         }
         let deadline = match deadline {
             Some(d) => d,

@@ -23,6 +23,12 @@ pub struct Network {
 /// Exit status for a configuration error (EX_CONFIG in sysexits.h).
 const EX_CONFIG: c_int = 78;
 
+/// Microseconds a thread about to wait polls LKL's device itself first: `busy_read` for a
+/// blocking receive or accept, `busy_poll` for epoll (Linux's defaults are 0, off). Chosen by
+/// `scripts/bench.sh` on 1 and 2 CPUs; `LKL_HIJACK_SYSCTL` overrides them.
+const BUSY_POLL_DEFAULTS: [(&str, &str); 2] =
+    [("net.core.busy_read", "50"), ("net.core.busy_poll", "50")];
+
 /// One line on stderr and exit status 78: the program must not run on the wrong stack.
 pub fn fatal(msg: &str) -> ! {
     host::write_stderr(format!("lkl-hijack: {msg}\n").as_bytes());
@@ -142,6 +148,13 @@ pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
             dev.name
         )
     })?;
+    // Busy polling (see busy.rs) on unless the program's sysctls say otherwise: sockets take
+    // busy_read when made, so it is set before any.
+    for (key, value) in BUSY_POLL_DEFAULTS {
+        kernel
+            .sysctl_write(key, value)
+            .map_err(|e| format!("cannot set {key}: {e}"))?;
+    }
     for (key, value) in &cfg.sysctls {
         if kernel.sysctl_read(key).is_err() {
             return Err(format!(

@@ -8,6 +8,7 @@
 //! caller's timeout and signal mask; the eventfd wakes it for LKL events.
 
 use std::ffi::{c_int, c_long};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::ffi::{host_result, SysResult};
 use crate::notify::{EventFd, Notifier};
 use crate::objects::{EpollSide, Object};
 use crate::time::{timespec, Deadline};
-use crate::{host, kernel};
+use crate::{busy, host, kernel};
 
 /// The tag of the eventfd in the host instance: not a user-space address (bit 63 set, not
 /// canonical) and no small integer, so it does not collide with what programs store.
@@ -29,6 +30,16 @@ const WAKE_TAG: u64 = 0x8c4b_4c00_7761_6b65;
 
 /// Serialises making LKL sides, so two threads adding to one instance make one.
 static MAKING: Mutex<()> = Mutex::new(());
+
+/// Whether the program ever added a host fd to an epoll instance: only then does a wait that
+/// finds LKL events, or is about to busy poll, look at the host's fds too (otherwise a
+/// system call per wait spent on an instance holding nothing but the eventfd).
+static HOST_FDS: AtomicBool = AtomicBool::new(false);
+
+/// The program adds a host fd to an epoll instance.
+pub fn host_fd_added() {
+    HOST_FDS.store(true, Ordering::Relaxed);
+}
 
 fn side_of(entry: &Entry) -> Option<&EpollSide> {
     match &entry.obj {
@@ -167,12 +178,32 @@ pub fn wait(
         return host_wait(epfd, events, timeout, mask).map(|(n, _)| n as c_int);
     };
     let deadline = Deadline::after(timeout);
+    let mut busy = true;
     loop {
-        side.wake.drain();
+        // The eventfd is reset before the last look ahead of a sleep (a signal after it
+        // wakes the sleep); while busy polling nothing sleeps on it.
+        if !busy {
+            side.wake.drain();
+        }
         let n = lkl_ready(side, events)?;
+        if n > 0 && !HOST_FDS.load(Ordering::Relaxed) {
+            return Ok(n as c_int);
+        }
         if n > 0 || deadline.passed() {
             let (m, _) = host_wait(epfd, &mut events[n..], Some(Duration::ZERO), mask)?;
             return Ok((n + m) as c_int);
+        }
+        // Busy poll when no host fd is ready either; host fds that become ready meanwhile
+        // wait for the busy poll's end (at most net.core.busy_poll).
+        if busy {
+            if HOST_FDS.load(Ordering::Relaxed) {
+                let (m, _) = host_wait(epfd, events, Some(Duration::ZERO), mask)?;
+                if m > 0 {
+                    return Ok(m as c_int);
+                }
+            }
+            busy = busy::wait(side.lkl, libc::POLLIN);
+            continue;
         }
         let (m, woken) = host_wait(epfd, events, deadline.remaining(), mask)?;
         let n = if woken {

@@ -16,6 +16,7 @@
 //! * `kernel`: the kernel for every module: booted on first use, calls through the gate,
 //!   halted at exit, given up in a forked child.
 //! * `notify`: LKL readiness signalled to a host eventfd.
+//! * `busy`: busy polling, LKL's device polled by the thread about to wait.
 //! * `tcpinfo`: debug lines with TCP_INFO of LKL's connections (LKL's `ss -ti`).
 //! * `objects`: what a number stands for: LKL sockets and the LKL side of epoll instances.
 //! * `fdtable`: host fd numbers standing for those objects (placeholders).
@@ -33,6 +34,7 @@ pub use lkl_ports::policy;
 
 mod blocking;
 mod boot;
+mod busy;
 pub mod config;
 mod epoll;
 mod fdtable;

@@ -5,6 +5,7 @@
 
 use std::cell::OnceCell;
 use std::ffi::{c_int, c_long, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lkl::sys::{__NR_lkl_notify_add, __NR_lkl_notify_del};
 
@@ -15,6 +16,16 @@ use crate::{host, kernel};
 pub struct EventFd {
     fd: c_int,
     blocking: bool,
+    /// What the notifiers signal through (boxed: they hold its address).
+    signal: Box<Signal>,
+}
+
+/// The eventfd's number, and whether a notifier wrote to it since the last drain: until the
+/// next drain, more writes would only cost system calls (a thread that busy polls sees many
+/// readiness changes and drains only before it sleeps).
+struct Signal {
+    fd: c_int,
+    signalled: AtomicBool,
 }
 
 impl EventFd {
@@ -24,7 +35,15 @@ impl EventFd {
         let flags = libc::EFD_CLOEXEC | if blocking { 0 } else { libc::EFD_NONBLOCK };
         // SAFETY: eventfd takes no pointers.
         let fd = host_result(unsafe { host::eventfd(0, flags) })?;
-        Ok(EventFd { fd, blocking })
+        let signal = Box::new(Signal {
+            fd,
+            signalled: AtomicBool::new(false),
+        });
+        Ok(EventFd {
+            fd,
+            blocking,
+            signal,
+        })
     }
 
     pub fn fd(&self) -> c_int {
@@ -33,6 +52,8 @@ impl EventFd {
 
     /// Resets the counter (the next signal makes it readable again).
     pub fn drain(&self) {
+        // Before the read: a notifier that runs from here on writes again.
+        self.signal.signalled.store(false, Ordering::SeqCst);
         if self.blocking {
             let mut p = libc::pollfd {
                 fd: self.fd,
@@ -90,13 +111,18 @@ pub fn with_thread_eventfd<T>(f: impl FnOnce(&EventFd) -> SysResult<T>) -> SysRe
 /// Called by the kernel, in any context, when the watched file's queue wakes. A raw write
 /// (no hook, no lock, no allocation): it may run in the kernel's softirq.
 extern "C" fn signal_eventfd(arg: *mut c_void) {
+    // SAFETY: `arg` is the Signal of an EventFd, which outlives its notifiers (owners drop
+    // the notifier first).
+    let signal = unsafe { &*arg.cast_const().cast::<Signal>() };
+    if signal.signalled.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let one = 1u64;
-    // SAFETY: writes 8 bytes from a live u64 to the eventfd number carried in `arg`, which
-    // stays open while the notifier exists (owners drop the notifier first).
+    // SAFETY: writes 8 bytes from a live u64 to the eventfd, open while the notifier exists.
     unsafe {
         lkl::raw_syscall!(
             libc::SYS_write,
-            arg as usize as c_long,
+            c_long::from(signal.fd),
             &one as *const u64,
             8usize,
         )
@@ -121,14 +147,15 @@ impl Notifier {
         }
         let callback: extern "C" fn(*mut c_void) = signal_eventfd;
         // SAFETY: the callback is a function of this library (alive for the process), the
-        // argument is a plain number; the kernel only calls the callback with it.
+        // argument the eventfd's Signal, which outlives the notifier; the kernel only calls
+        // the callback with it.
         unsafe {
             kernel::call(
                 __NR_lkl_notify_add,
                 [
                     c_long::from(lkl_fd),
                     callback as usize as c_long,
-                    c_long::from(efd.fd()),
+                    &*efd.signal as *const Signal as c_long,
                     0,
                     0,
                     0,

@@ -16,7 +16,7 @@ use crate::fdtable;
 use crate::ffi::{host_result, read_user_slice, write_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
 use crate::time::{timespec, Deadline};
-use crate::{host, kernel};
+use crate::{busy, host, kernel};
 
 /// LKL's poll of `fds` (LKL numbers) without waiting; fills revents.
 pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
@@ -111,6 +111,16 @@ pub fn poll(
     // Only a forked child has invalid entries: they are ready (POLLNVAL) at once.
     let mut ready = invalid.len();
     if !lkl_fds.is_empty() {
+        ready += lkl_poll_now(&mut lkl_fds)?;
+    }
+    // One LKL socket and nothing else (a server's listener, say): busy poll for it first, for
+    // the socket's busy-read time (SO_BUSY_POLL); Linux's poll would take net.core.busy_poll.
+    if ready == 0
+        && !deadline.passed()
+        && host_fds.is_empty()
+        && lkl_fds.len() == 1
+        && busy::wait(lkl_fds[0].fd, lkl_fds[0].events)
+    {
         ready += lkl_poll_now(&mut lkl_fds)?;
     }
     if ready == 0 && !deadline.passed() {

@@ -139,7 +139,12 @@ pub extern "C" fn pselect(
 #[no_mangle]
 pub extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int {
     hook("epoll_ctl", || match fdtable::socket(fd)? {
-        None => host_call!(epoll_ctl(epfd, op, fd, event)),
+        None => {
+            if op == libc::EPOLL_CTL_ADD {
+                epoll::host_fd_added();
+            }
+            host_call!(epoll_ctl(epfd, op, fd, event))
+        }
         // SAFETY: the caller's event, as for epoll_ctl.
         Some(sock) => unsafe { epoll::ctl(epfd, op, &sock, event) },
     })

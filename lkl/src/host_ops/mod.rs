@@ -41,6 +41,7 @@ pub(crate) static OPS: sys::lkl_host_ops = sys::lkl_host_ops {
     mutex_unlock: Some(sync::mutex_unlock),
     thread_create: Some(threads::thread_create),
     thread_self: Some(threads::thread_self),
+    thread_yield: Some(threads::thread_yield),
     tls_alloc: Some(tls::tls_alloc),
     tls_free: Some(tls::tls_free),
     tls_set: Some(tls::tls_set),

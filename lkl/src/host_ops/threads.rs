@@ -99,6 +99,13 @@ pub(super) fn join(thread: JoinHandle<()>) {
     }
 }
 
+pub(super) unsafe extern "C" fn thread_yield() {
+    // SAFETY: sched_yield has no preconditions.
+    no_unwind("thread_yield", || unsafe {
+        libc::sched_yield();
+    })
+}
+
 pub(super) unsafe extern "C" fn thread_self() -> sys::lkl_thread_t {
     // SAFETY: pthread_self has no preconditions; pthread_t is an unsigned long on Linux, the
     // same value `thread_create` returns for the thread.

@@ -110,7 +110,8 @@ pub struct PacketStats {
     pub rx_truncated: u64,
     /// Packets too big for a frame of the ring, read from the socket's queue.
     pub rx_copied: u64,
-    /// Irqs the rx thread raised (each a wake-up of the kernel's receive path).
+    /// Times the rx thread woke for packets and raised the irq (packets that threads
+    /// waiting in LKL took in themselves, busy polling, need none).
     pub rx_irqs: u64,
     /// Irqs the rx thread held back for `rx_coalesce` because packets were streaming in.
     pub rx_coalesced: u64,

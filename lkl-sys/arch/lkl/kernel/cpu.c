@@ -128,6 +128,16 @@ void lkl_cpu_put(void)
 }
 
 /*
+ * Whether someone else waits for the CPU: a thread in lkl_cpu_get or an
+ * interrupt left pending for the owner. An owner that loops (busy polling)
+ * asks this to know when to give the CPU up. A hint, read without the lock.
+ */
+bool lkl_cpu_wanted(void)
+{
+	return READ_ONCE(cpu.sleepers) || lkl_irqs_pending();
+}
+
+/*
  * After halt, the CPU stays closed: entry points called late (e.g. by
  * threads still running while the process exits) fail with -ENODEV instead
  * of touching freed kernel memory. The lock and semaphore are kept for that.

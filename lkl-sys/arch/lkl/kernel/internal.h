@@ -19,6 +19,7 @@ int lkl_cpu_claim_for_irq(int irq);
 void lkl_cpu_set_owner(lkl_thread_t owner);
 int lkl_cpu_init(void);
 void lkl_cpu_shutdown(void);
+bool lkl_cpu_wanted(void);
 
 /* sched.c */
 bool lkl_other_task_runnable(void);
@@ -46,6 +47,13 @@ void lkl_kernel_exit(void);
 /* notify.c */
 long sys_lkl_notify_add(int fd, void (*fn)(void *), void *arg);
 long sys_lkl_notify_del(unsigned long handle);
+
+/* busy_poll.c */
+long sys_lkl_busy_wait(int fd, unsigned int events, unsigned int spent_us);
+
+/* netdev.c: the device busy waiters poll, and the end of their polling */
+unsigned int lkl_netdev_napi_id(void);
+void lkl_netdev_busy_end(void);
 
 /* time.c */
 void lkl_time_cleanup(void);

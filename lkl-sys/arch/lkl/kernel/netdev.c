@@ -13,7 +13,14 @@
  * function has the host deliver a budget of them (from a ring it shares
  * with its own kernel, say), copies each into an skb and re-arms the host
  * when drained.
+ *
+ * Threads about to wait poll the NAPI themselves (busy_poll.c). While they
+ * do, the host is not re-armed: its wake-ups would only race them for the
+ * packets. That lasts until the last busy poller gives up and sleeps, or,
+ * should the last one leave with its data and not come back to wait,
+ * LKL_BUSY_SUSPEND_NS after its last poll (as Linux's irq suspension does).
  */
+#include <linux/hrtimer.h>
 #include <linux/if_arp.h>
 #include <linux/interrupt.h>
 #include <linux/netdevice.h>
@@ -27,6 +34,13 @@
 #define LKL_TX_IOVS	(2 + MAX_SKB_FRAGS)
 /* Packets handed to the host in one call while the stack says more follow. */
 #define LKL_TX_BATCH	16
+/*
+ * How long after a busy poll the host stays disarmed if no thread waits:
+ * long enough for a server to answer and wait again, short enough that
+ * packets for threads that sleep meanwhile are not held up for long, and
+ * the timer that ends it seldom fires while busy pollers come back.
+ */
+#define LKL_BUSY_SUSPEND_NS	(500 * NSEC_PER_USEC)
 
 /* Packets on their way to the host, under the tx queue's lock. */
 struct lkl_tx_batch {
@@ -44,6 +58,9 @@ struct lkl_netdev_priv {
 	/* polls again later when no skb could be had (see lkl_netdev_poll) */
 	struct timer_list refill;
 	bool starved;
+	/* when a busy poller last polled, 0 when none does (see the top) */
+	u64 busy_ns;
+	struct hrtimer resume;
 	struct lkl_tx_batch tx;
 };
 
@@ -197,12 +214,68 @@ drop:
 	return 0;
 }
 
+/* The device busy pollers poll; lkl has one, more only in tests. */
+static struct lkl_netdev_priv *lkl_busy_dev;
+
+unsigned int lkl_netdev_napi_id(void)
+{
+	struct lkl_netdev_priv *priv = READ_ONCE(lkl_busy_dev);
+
+	return priv ? READ_ONCE(priv->napi.napi_id) : 0;
+}
+
+/* The host stays disarmed while busy polling goes on; see the top. */
+static bool lkl_netdev_suspended(struct lkl_netdev_priv *priv)
+{
+	if (!priv->busy_ns)
+		return false;
+	if (!hrtimer_is_queued(&priv->resume))
+		hrtimer_start(&priv->resume,
+			      ns_to_ktime(priv->busy_ns + LKL_BUSY_SUSPEND_NS),
+			      HRTIMER_MODE_ABS);
+	return true;
+}
+
+/*
+ * Fires at most once per LKL_BUSY_SUSPEND_NS while busy polling goes on,
+ * not at every poll: re-arming a host timer wakes the host's timer thread.
+ */
+static enum hrtimer_restart lkl_netdev_resume(struct hrtimer *t)
+{
+	struct lkl_netdev_priv *priv = container_of(t, typeof(*priv), resume);
+	u64 until = priv->busy_ns + LKL_BUSY_SUSPEND_NS;
+
+	if (priv->busy_ns && ktime_get_ns() < until) {
+		hrtimer_set_expires(t, ns_to_ktime(until));
+		return HRTIMER_RESTART;
+	}
+	priv->busy_ns = 0;
+	/* the poll re-arms the host */
+	napi_schedule(&priv->napi);
+	return HRTIMER_NORESTART;
+}
+
+/* A busy poller gives up and sleeps: packets must wake it again. */
+void lkl_netdev_busy_end(void)
+{
+	struct lkl_netdev_priv *priv = READ_ONCE(lkl_busy_dev);
+
+	if (!priv || !priv->busy_ns)
+		return;
+	priv->busy_ns = 0;
+	/* else whoever has the NAPI re-arms when done */
+	if (!test_bit(NAPI_STATE_SCHED, &priv->napi.state))
+		priv->nd->ops->rx_arm(priv->nd);
+}
+
 static int lkl_netdev_poll(struct napi_struct *napi, int budget)
 {
 	struct lkl_netdev_priv *priv = container_of(napi, typeof(*priv), napi);
 	struct net_device *dev = napi->dev;
 	int done;
 
+	if (test_bit(NAPI_STATE_IN_BUSY_POLL, &napi->state))
+		priv->busy_ns = ktime_get_ns();
 	priv->starved = false;
 	done = priv->nd->ops->rx(priv->nd, budget, lkl_netdev_deliver, priv);
 	if (done < 0) {
@@ -218,7 +291,7 @@ static int lkl_netdev_poll(struct napi_struct *napi, int budget)
 		 */
 		if (priv->starved)
 			mod_timer(&priv->refill, jiffies + 1);
-		else
+		else if (!lkl_netdev_suspended(priv))
 			priv->nd->ops->rx_arm(priv->nd);
 	}
 	return done;
@@ -257,6 +330,8 @@ static int lkl_netdev_stop(struct net_device *dev)
 	netif_stop_queue(dev);
 	napi_disable(&priv->napi);
 	del_timer_sync(&priv->refill);
+	hrtimer_cancel(&priv->resume);
+	priv->busy_ns = 0;
 	return 0;
 }
 
@@ -308,6 +383,8 @@ int lkl_netdev_add(struct lkl_netdev *nd, const char *name)
 	priv = netdev_priv(dev);
 	priv->nd = nd;
 	timer_setup(&priv->refill, lkl_netdev_refill, 0);
+	hrtimer_init(&priv->resume, CLOCK_MONOTONIC, HRTIMER_MODE_ABS);
+	priv->resume.function = lkl_netdev_resume;
 	netif_napi_add(dev, &priv->napi, lkl_netdev_poll);
 
 	irq = lkl_get_free_irq("net");
@@ -323,6 +400,7 @@ int lkl_netdev_add(struct lkl_netdev *nd, const char *name)
 	if (ret)
 		goto free_irq;
 	nd->irq = irq;
+	WRITE_ONCE(lkl_busy_dev, priv);
 	ret = dev->ifindex;
 	goto out;
 

@@ -39,6 +39,7 @@ static void *syscall_table[__NR_syscalls] = {
 #include <asm/syscall_table_64.h>
 	[__NR_lkl_notify_add] = sys_lkl_notify_add,
 	[__NR_lkl_notify_del] = sys_lkl_notify_del,
+	[__NR_lkl_busy_wait] = sys_lkl_busy_wait,
 };
 
 static struct lkl_tls_key *task_key;

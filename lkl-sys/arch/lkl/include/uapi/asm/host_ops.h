@@ -51,6 +51,12 @@ struct lkl_host_ops {
 	lkl_thread_t (*thread_create)(void (*fn)(void *), void *arg);
 	/* The calling thread's handle; distinct live threads differ. */
 	lkl_thread_t (*thread_self)(void);
+	/*
+	 * Offer the host CPU to other runnable host threads (sched_yield): a
+	 * thread polling for packets must not keep the peer that sends them
+	 * off a shared CPU.
+	 */
+	void (*thread_yield)(void);
 
 	/*
 	 * Thread-local storage. The destructor runs when a thread that set a

@@ -3,7 +3,8 @@
 
 /*
  * lkl's own calls, in the range asm-generic leaves to architectures (244 to
- * 259). See arch/lkl/kernel/notify.c.
+ * 259). See arch/lkl/kernel/notify.c and busy_poll.c.
  */
 #define __NR_lkl_notify_add	244
 #define __NR_lkl_notify_del	245
+#define __NR_lkl_busy_wait	246
