@@ -163,6 +163,25 @@ fn host_wait(
     Ok((kept, woken))
 }
 
+/// The host fds ready now, into `events`. The eventfd is skipped, but when it took the last
+/// slot of a full buffer it is drained and that slot asked for again, so that a program's
+/// ready fd is not left out (the caller returns without sleeping, so nothing waits on the
+/// eventfd meanwhile).
+fn host_ready(
+    epfd: c_int,
+    side: &EpollSide,
+    events: &mut [epoll_event],
+    mask: *const sigset_t,
+) -> SysResult<usize> {
+    let (m, woken) = host_wait(epfd, events, Some(Duration::ZERO), mask)?;
+    if !woken || m + 1 < events.len() {
+        return Ok(m);
+    }
+    side.wake.drain();
+    let (more, _) = host_wait(epfd, &mut events[m..], Some(Duration::ZERO), mask)?;
+    Ok(m + more)
+}
+
 /// epoll_wait/epoll_pwait/epoll_pwait2 on any epoll fd.
 pub fn wait(
     epfd: c_int,
@@ -190,14 +209,14 @@ pub fn wait(
             return Ok(n as c_int);
         }
         if n > 0 || deadline.passed() {
-            let (m, _) = host_wait(epfd, &mut events[n..], Some(Duration::ZERO), mask)?;
+            let m = host_ready(epfd, side, &mut events[n..], mask)?;
             return Ok((n + m) as c_int);
         }
         // Busy poll when no host fd is ready either; host fds that become ready meanwhile
         // wait for the busy poll's end (at most net.core.busy_poll).
         if busy {
             if HOST_FDS.load(Ordering::Relaxed) {
-                let (m, _) = host_wait(epfd, events, Some(Duration::ZERO), mask)?;
+                let m = host_ready(epfd, side, events, mask)?;
                 if m > 0 {
                     return Ok(m as c_int);
                 }
