@@ -15,6 +15,7 @@ mod common;
 mod v2ray;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,7 +46,8 @@ fn job_config(rig: &Rig) -> std::path::PathBuf {
 /// RSS in KiB by where it is, from /proc/PID/smaps.
 fn breakdown(pid: u32, exe: &Path) -> BTreeMap<&'static str, u64> {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let exe = exe.canonicalize().unwrap().display().to_string();
+    // By inode: paths in smaps are the process's, which in a chroot need not be ours.
+    let exe_inode = std::fs::metadata(exe).unwrap().ino().to_string();
     let mut by = BTreeMap::new();
     let mut what = "";
     for line in smaps.lines() {
@@ -55,12 +57,13 @@ fn breakdown(pid: u32, exe: &Path) -> BTreeMap<&'static str, u64> {
             // A mapping's header: range, perms, offset, dev, inode, [path].
             let start = first.split_once('-').unwrap().0;
             let start = u64::from_str_radix(start, 16).unwrap();
-            let path = fields.nth(4).unwrap_or("");
+            let inode = fields.nth(3).unwrap_or("");
+            let path = fields.next().unwrap_or("");
             what = if path.ends_with("liblkl_hijack.so") {
                 "LKL: liblkl_hijack.so"
             } else if path.starts_with("socket:") {
                 "LKL: packet receive ring"
-            } else if path == exe {
+            } else if inode == exe_inode {
                 "v2ray binary"
             } else if path.starts_with('/') {
                 "other libraries"
@@ -236,11 +239,17 @@ fn v2ray_on_lkl_holds_at_most_48_mib_and_lkl_12_after_a_20_mib_download() {
         !host_listens_on(rig.topo.container_ns(), PORT),
         "the container's host stack listens on {PORT}: v2ray is not on LKL"
     );
-    // The RSS read is v2ray's only if unshare, sh and lkl-run each exec'd in place.
-    let exe = std::fs::read_link(format!("/proc/{}/exe", server.child.id())).unwrap();
+    // The RSS read is v2ray's only if unshare, sh and lkl-run each exec'd in place. The file
+    // is compared, not its path: the path the link shows is the one in the process's own
+    // mount namespace, which in a chroot need not exist in ours.
+    let file_id = |path: &Path| {
+        let meta = std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        (meta.dev(), meta.ino())
+    };
     assert_eq!(
-        exe.canonicalize().unwrap(),
-        Path::new(gccgo_v2ray()).canonicalize().unwrap(),
+        file_id(Path::new(&format!("/proc/{}/exe", server.child.id()))),
+        file_id(Path::new(gccgo_v2ray())),
         "the process started is not v2ray itself"
     );
     let (lkl_rss, lkl_by) = run_job(&rig, server, via, gccgo_v2ray());
