@@ -77,7 +77,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Set by the first boot attempt: the kernel's globals cannot be reset for a second one.
+/// Set by a boot attempt: the kernel's globals cannot be reset for a second one, except in
+/// a forked child (`forget_after_fork`).
 static BOOTED: AtomicBool = AtomicBool::new(false);
 
 /// The running kernel. System calls are methods on it; all host threads share one kernel
@@ -100,6 +101,9 @@ impl Kernel {
         };
         // Bad pointers in system calls become EFAULT instead of a crash.
         crate::fault::install();
+        // A forked child can boot a kernel of its own (see `forget_after_fork`).
+        crate::rebirth::save_pristine();
+        host_ops::guard_forks();
         // SAFETY: OPS lives forever, the command line outlives the call, and BOOTED makes this
         // the process's only call.
         let rc = unsafe { sys::lkl_start_kernel(&host_ops::OPS, c_cmdline.as_ptr()) };
@@ -153,6 +157,26 @@ impl Kernel {
         let reserve_kib = u64::from(mem_mib) * 1024 / 8;
         self.sysctl_write("vm.min_free_kbytes", &reserve_kib.to_string())?;
         self.sysctl_write("vm.watermark_boost_factor", "0")
+    }
+
+    /// In a forked child: forgets the parent's kernel, which cannot run here (fork(2) copied
+    /// its memory but none of its threads), so that `boot` can start a kernel of the child's
+    /// own. Does nothing in a process that never booted one.
+    ///
+    /// # Safety
+    /// Only in a forked child, before anything calls into a kernel there; every `Kernel`
+    /// from before the fork must be forgotten (neither used nor halted), and so must every
+    /// pointer the parent's kernel handed out.
+    pub unsafe fn forget_after_fork() {
+        if !crate::rebirth::booted_before() {
+            return;
+        }
+        // SAFETY: the caller's promises: a child, nothing inside the kernel.
+        unsafe {
+            host_ops::forget_parent_kernel();
+            crate::rebirth::restore_pristine();
+        }
+        BOOTED.store(false, Ordering::SeqCst);
     }
 
     /// Shuts the kernel down and waits until every thread it started has ended.

@@ -8,7 +8,8 @@
 //! kernel.halt().unwrap();
 //! ```
 //!
-//! The kernel boots once per process. All host threads that make system calls share one
+//! The kernel boots once per process (a forked child may boot one of its own, see
+//! `Kernel::forget_after_fork`). All host threads that make system calls share one
 //! kernel process: one fd table, one pid.
 
 mod addr;
@@ -19,9 +20,11 @@ pub mod host_features;
 mod host_ops;
 mod ifconfig;
 mod kernel;
+mod locks;
 pub mod netdev;
 pub mod packet;
 pub mod raw;
+mod rebirth;
 mod syscalls;
 
 pub use errno::Errno;

@@ -3,7 +3,9 @@
 use std::ffi::{c_char, c_int};
 
 use log::Level;
-use parking_lot::Mutex;
+use std::sync::Mutex;
+
+use crate::locks::lock;
 
 use super::no_unwind;
 
@@ -20,7 +22,7 @@ pub(super) unsafe extern "C" fn print(text: *const c_char, len: c_int) {
         }
         // SAFETY: the kernel passes `len` readable bytes at `text` for the duration of the call.
         let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len) };
-        let mut pending = CONSOLE.lock();
+        let mut pending = lock(&CONSOLE);
         pending.extend_from_slice(bytes);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
@@ -31,7 +33,7 @@ pub(super) unsafe extern "C" fn print(text: *const c_char, len: c_int) {
 
 /// Logs what is left of an unfinished console line (at halt or panic).
 pub(crate) fn flush_console() {
-    let rest = std::mem::take(&mut *CONSOLE.lock());
+    let rest = std::mem::take(&mut *lock(&CONSOLE));
     if !rest.is_empty() {
         log_kernel_line(&rest);
     }

@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_ulong, c_void};
 
-use parking_lot::Mutex;
+use std::sync::Mutex;
 
 use super::no_unwind;
+use crate::locks::lock;
 
 /// From this size on, memory comes from mmap: the kernel asks for all its RAM at once, and
 /// untouched pages of an anonymous mapping cost no RSS.
 const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// Start address -> length of the mmap'ed allocations (munmap needs the length).
-static MAPPINGS: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+pub(super) static MAPPINGS: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
 
 pub(super) unsafe extern "C" fn mem_alloc(size: c_ulong) -> *mut c_void {
     no_unwind("mem_alloc", || {
@@ -38,7 +39,7 @@ pub(super) unsafe extern "C" fn mem_alloc(size: c_ulong) -> *mut c_void {
         if addr == libc::MAP_FAILED {
             return std::ptr::null_mut();
         }
-        MAPPINGS.lock().insert(addr as usize, size);
+        lock(&MAPPINGS).insert(addr as usize, size);
         addr
     })
 }
@@ -48,7 +49,7 @@ pub(super) unsafe extern "C" fn mem_free(addr: *mut c_void) {
         if addr.is_null() {
             return;
         }
-        let mapped = MAPPINGS.lock().remove(&(addr as usize));
+        let mapped = lock(&MAPPINGS).remove(&(addr as usize));
         match mapped {
             // SAFETY: exactly the mapping mem_alloc made, freed once by the kernel.
             Some(len) => unsafe {
@@ -119,6 +120,6 @@ mod tests {
             small.add(99).write(3);
             op(OPS.mem_free)(small.cast());
         }
-        assert!(MAPPINGS.lock().is_empty(), "the mapping is gone after free");
+        assert!(lock(&MAPPINGS).is_empty(), "the mapping is gone after free");
     }
 }

@@ -1,5 +1,5 @@
 //! The host side of the kernel: every operation of `struct lkl_host_ops`, implemented with std
-//! threads, parking_lot and libc.
+//! threads, std locks and libc.
 //!
 //! These functions may later run inside an LD_PRELOAD library that interposes libc's socket,
 //! epoll, read and write functions. They therefore use only threads, locks, clocks and memory
@@ -11,8 +11,10 @@
 //! This file holds the table; the ops live by mechanism: `console.rs` (printk, panic),
 //! `sync.rs` (semaphores, mutexes), `threads.rs`, `tls.rs`, `memory.rs` (allocation,
 //! memcpy/memmove/memset) and `time.rs` (clock, timers). `copy_user` is `crate::fault`'s.
+//! `fork.rs` keeps them sound across fork(2).
 
 mod console;
+mod fork;
 mod memory;
 mod sync;
 mod threads;
@@ -20,6 +22,7 @@ mod time;
 mod tls;
 
 pub(crate) use console::flush_console;
+pub(crate) use fork::{forget_parent_kernel, guard_forks};
 pub(crate) use threads::{join_kernel_threads, spawn_library_thread};
 pub(crate) use time::stop_leftover_timers;
 

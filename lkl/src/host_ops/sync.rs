@@ -1,98 +1,135 @@
-//! Semaphores and mutexes, on parking_lot.
+//! Semaphores and mutexes. A kernel mutex is a semaphore that starts at one: the ABI's
+//! mutex is not recursive and is unlocked by the thread that locked it, so a count does all
+//! it needs.
+//!
+//! The semaphore is a futex word of its own: no state outside it that a thread of the parent
+//! could hold at fork(2) (see `crate::locks`), and no system call on either side unless a
+//! thread really sleeps (the kernel hands its CPU over through these on every switch).
 
 use std::ffi::c_int;
-
-use parking_lot::lock_api::RawMutex as _;
-use parking_lot::{Condvar, Mutex, RawMutex};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use super::no_unwind;
 use crate::sys;
 
 struct Semaphore {
-    count: Mutex<i64>,
-    wakeup: Condvar,
+    count: AtomicI32,
+    /// Threads in `down` that found the count at zero.
+    sleepers: AtomicU32,
+}
+
+impl Semaphore {
+    fn new(count: i32) -> *mut Semaphore {
+        Box::into_raw(Box::new(Semaphore {
+            count: AtomicI32::new(count),
+            sleepers: AtomicU32::new(0),
+        }))
+    }
+
+    fn up(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        // SeqCst on both sides: either a sleeper sees the new count before it sleeps (the
+        // futex refuses to sleep on a changed word), or this sees it counted and wakes it.
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.futex(libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        }
+    }
+
+    fn down(&self) {
+        if self.try_down() {
+            return;
+        }
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        while !self.try_down() {
+            self.futex(libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, 0);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn try_down(&self) -> bool {
+        let mut count = self.count.load(Ordering::SeqCst);
+        while count > 0 {
+            match self.count.compare_exchange_weak(
+                count,
+                count - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => count = now,
+            }
+        }
+        false
+    }
+
+    /// FUTEX_WAIT (while the count is `val`) or FUTEX_WAKE (`val` threads) on the count.
+    fn futex(&self, op: c_int, val: i32) {
+        // SAFETY: the word is a live, aligned i32 for the duration of the call; no timeout.
+        // EINTR and EAGAIN (the count changed) only send the caller round its loop again.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.count.as_ptr(),
+                op,
+                val,
+                std::ptr::null::<libc::timespec>(),
+            )
+        };
+    }
+}
+
+/// # Safety
+/// `ptr` must come from `Semaphore::new` (through sem_alloc or mutex_alloc) and not be freed.
+unsafe fn semaphore<'a, T>(ptr: *mut T) -> &'a Semaphore {
+    // SAFETY: per this function's contract the pointer is a live Box<Semaphore>.
+    unsafe { &*ptr.cast::<Semaphore>() }
+}
+
+/// # Safety
+/// As for `semaphore`; freed once, when no thread uses it.
+unsafe fn free<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        // SAFETY: the caller's promise.
+        drop(unsafe { Box::from_raw(ptr.cast::<Semaphore>()) });
+    }
 }
 
 pub(super) unsafe extern "C" fn sem_alloc(count: c_int) -> *mut sys::lkl_sem {
-    no_unwind("sem_alloc", || {
-        let sem = Semaphore {
-            count: Mutex::new(i64::from(count)),
-            wakeup: Condvar::new(),
-        };
-        Box::into_raw(Box::new(sem)).cast()
-    })
-}
-
-/// # Safety
-/// `sem` must come from `sem_alloc` and not be freed yet.
-unsafe fn semaphore<'a>(sem: *mut sys::lkl_sem) -> &'a Semaphore {
-    // SAFETY: per this function's contract the pointer is a live Box<Semaphore>.
-    unsafe { &*sem.cast::<Semaphore>() }
+    no_unwind("sem_alloc", || Semaphore::new(count).cast())
 }
 
 pub(super) unsafe extern "C" fn sem_free(sem: *mut sys::lkl_sem) {
-    no_unwind("sem_free", || {
-        if !sem.is_null() {
-            // SAFETY: the kernel frees each semaphore from sem_alloc once, when no thread uses it.
-            drop(unsafe { Box::from_raw(sem.cast::<Semaphore>()) });
-        }
-    })
+    // SAFETY: the kernel frees each semaphore from sem_alloc once, when no thread uses it.
+    no_unwind("sem_free", || unsafe { free(sem) })
 }
 
 pub(super) unsafe extern "C" fn sem_up(sem: *mut sys::lkl_sem) {
-    no_unwind("sem_up", || {
-        // SAFETY: the kernel only passes semaphores it allocated and has not freed.
-        let sem = unsafe { semaphore(sem) };
-        *sem.count.lock() += 1;
-        sem.wakeup.notify_one();
-    })
+    // SAFETY: the kernel only passes semaphores it allocated and has not freed.
+    no_unwind("sem_up", || unsafe { semaphore(sem) }.up())
 }
 
 pub(super) unsafe extern "C" fn sem_down(sem: *mut sys::lkl_sem) {
-    no_unwind("sem_down", || {
-        // SAFETY: as in sem_up.
-        let sem = unsafe { semaphore(sem) };
-        let mut count = sem.count.lock();
-        while *count <= 0 {
-            sem.wakeup.wait(&mut count);
-        }
-        *count -= 1;
-    })
+    // SAFETY: as in sem_up.
+    no_unwind("sem_down", || unsafe { semaphore(sem) }.down())
 }
 
 pub(super) unsafe extern "C" fn mutex_alloc() -> *mut sys::lkl_mutex {
-    no_unwind("mutex_alloc", || {
-        Box::into_raw(Box::new(RawMutex::INIT)).cast()
-    })
-}
-
-/// # Safety
-/// `mutex` must come from `mutex_alloc` and not be freed yet.
-unsafe fn raw_mutex<'a>(mutex: *mut sys::lkl_mutex) -> &'a RawMutex {
-    // SAFETY: per this function's contract the pointer is a live Box<RawMutex>.
-    unsafe { &*mutex.cast::<RawMutex>() }
+    no_unwind("mutex_alloc", || Semaphore::new(1).cast())
 }
 
 pub(super) unsafe extern "C" fn mutex_free(mutex: *mut sys::lkl_mutex) {
-    no_unwind("mutex_free", || {
-        if !mutex.is_null() {
-            // SAFETY: the kernel frees each mutex from mutex_alloc once, unlocked and unused.
-            drop(unsafe { Box::from_raw(mutex.cast::<RawMutex>()) });
-        }
-    })
+    // SAFETY: the kernel frees each mutex from mutex_alloc once, unlocked and unused.
+    no_unwind("mutex_free", || unsafe { free(mutex) })
 }
 
 pub(super) unsafe extern "C" fn mutex_lock(mutex: *mut sys::lkl_mutex) {
     // SAFETY: the kernel only passes mutexes it allocated and has not freed.
-    no_unwind("mutex_lock", || unsafe { raw_mutex(mutex) }.lock())
+    no_unwind("mutex_lock", || unsafe { semaphore(mutex) }.down())
 }
 
 pub(super) unsafe extern "C" fn mutex_unlock(mutex: *mut sys::lkl_mutex) {
-    no_unwind("mutex_unlock", || {
-        // SAFETY: a live mutex (as above), and the ABI's non-recursive mutex is only unlocked
-        // by the thread that locked it, which is what RawMutex::unlock requires.
-        unsafe { raw_mutex(mutex).unlock() }
-    })
+    // SAFETY: as in mutex_lock; only the thread that locked it unlocks it (the ABI's rule).
+    no_unwind("mutex_unlock", || unsafe { semaphore(mutex) }.up())
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 use std::ffi::c_void;
 use std::thread::{self, JoinHandle};
 
-use parking_lot::Mutex;
+use std::sync::Mutex;
 
 use super::no_unwind;
+use crate::locks::lock;
 use crate::sys;
 
 /// Starts a thread of the library's with every signal blocked (it inherits the mask set
@@ -31,7 +32,7 @@ where
 }
 
 /// Every thread started for the kernel, so `Kernel::halt` can wait for all of them.
-static THREADS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+pub(super) static THREADS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 
 /// A kernel thread body: a C function and its argument.
 struct KernelFn {
@@ -57,7 +58,7 @@ pub(super) unsafe extern "C" fn thread_create(
     no_unwind("thread_create", || {
         let Some(func) = func else { return 0 };
         let body = KernelFn { func, arg };
-        let mut threads = THREADS.lock();
+        let mut threads = lock(&THREADS);
         // Kernel threads come and go (workers); join the finished ones so the list stays short.
         let (finished, running): (Vec<_>, Vec<_>) =
             threads.drain(..).partition(|t| t.is_finished());
@@ -82,7 +83,7 @@ pub(super) unsafe extern "C" fn thread_create(
 /// Waits for every thread started for the kernel, including any they start meanwhile.
 pub(crate) fn join_kernel_threads() {
     loop {
-        let threads = std::mem::take(&mut *THREADS.lock());
+        let threads = std::mem::take(&mut *lock(&THREADS));
         if threads.is_empty() {
             return;
         }
@@ -144,6 +145,6 @@ mod tests {
         // SAFETY: no preconditions.
         assert_ne!(unsafe { op(OPS.thread_self)() }, id);
         join_kernel_threads();
-        assert!(THREADS.lock().is_empty());
+        assert!(lock(&THREADS).is_empty());
     }
 }

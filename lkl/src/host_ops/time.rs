@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
 use super::no_unwind;
 use super::threads::{join, spawn_library_thread};
+use crate::locks::{lock, wait, wait_until};
 use crate::sys;
 
 pub(super) unsafe extern "C" fn time_ns() -> c_ulonglong {
@@ -26,7 +27,7 @@ pub(super) unsafe extern "C" fn time_ns() -> c_ulonglong {
 
 /// A one-shot timer: a host thread that sleeps until the deadline and then calls the kernel.
 /// `Instant` is CLOCK_MONOTONIC on Linux, the clock `time_ns` reports.
-struct Timer {
+pub(super) struct Timer {
     state: Mutex<TimerState>,
     changed: Condvar,
     func: unsafe extern "C" fn(*mut c_void),
@@ -46,25 +47,27 @@ unsafe impl Send for Timer {}
 unsafe impl Sync for Timer {}
 
 /// Timers allocated and not yet freed, so a halt can stop any the kernel left behind.
-static TIMERS: Mutex<Vec<Arc<Timer>>> = Mutex::new(Vec::new());
+pub(super) static TIMERS: Mutex<Vec<Arc<Timer>>> = Mutex::new(Vec::new());
 
 impl Timer {
     fn run(&self) {
-        let mut state = self.state.lock();
+        let mut state = lock(&self.state);
         loop {
             if state.stopped {
                 return;
             }
-            match state.deadline {
-                None => self.changed.wait(&mut state),
+            state = match state.deadline {
+                None => wait(&self.changed, state),
                 Some(deadline) if Instant::now() < deadline => {
-                    self.changed.wait_until(&mut state, deadline);
+                    wait_until(&self.changed, state, deadline)
                 }
                 Some(_) => {
                     state.deadline = None;
                     // Unlocked while the kernel runs: its handler re-arms this same timer.
+                    drop(state);
                     // SAFETY: the kernel's callback for this timer, as it asked.
-                    MutexGuard::unlocked(&mut state, || unsafe { (self.func)(self.arg) });
+                    unsafe { (self.func)(self.arg) };
+                    lock(&self.state)
                 }
             }
         }
@@ -72,9 +75,9 @@ impl Timer {
 
     /// Cancels the timer and waits until its callback is not running and never will be.
     fn stop(&self) {
-        self.state.lock().stopped = true;
+        lock(&self.state).stopped = true;
         self.changed.notify_all();
-        let Some(thread) = self.thread.lock().take() else {
+        let Some(thread) = lock(&self.thread).take() else {
             return;
         };
         if thread.thread().id() == thread::current().id() {
@@ -105,13 +108,13 @@ pub(super) unsafe extern "C" fn timer_alloc(
         });
         let runner = Arc::clone(&timer);
         match spawn_library_thread("lkl-timer", move || runner.run()) {
-            Ok(handle) => *timer.thread.lock() = Some(handle),
+            Ok(handle) => *lock(&timer.thread) = Some(handle),
             Err(e) => {
                 log::error!(target: "lkl", "cannot start a timer thread: {e}");
                 return std::ptr::null_mut();
             }
         }
-        TIMERS.lock().push(Arc::clone(&timer));
+        lock(&TIMERS).push(Arc::clone(&timer));
         Arc::into_raw(timer).cast_mut().cast()
     })
 }
@@ -124,7 +127,7 @@ pub(super) unsafe extern "C" fn timer_set_oneshot(
         // SAFETY: a live timer from timer_alloc (the raw pointer holds one Arc reference).
         let timer = unsafe { &*timer.cast_const().cast::<Timer>() };
         // An expiry beyond Instant's range is as good as never.
-        timer.state.lock().deadline = Instant::now().checked_add(Duration::from_nanos(delta_ns));
+        lock(&timer.state).deadline = Instant::now().checked_add(Duration::from_nanos(delta_ns));
         timer.changed.notify_all();
         0
     })
@@ -138,14 +141,14 @@ pub(super) unsafe extern "C" fn timer_free(timer: *mut sys::lkl_timer) {
         // SAFETY: the reference timer_alloc leaked into the raw pointer; the kernel frees once.
         let timer = unsafe { Arc::from_raw(timer.cast_const().cast::<Timer>()) };
         timer.stop();
-        TIMERS.lock().retain(|t| !Arc::ptr_eq(t, &timer));
+        lock(&TIMERS).retain(|t| !Arc::ptr_eq(t, &timer));
     })
 }
 
 /// Stops the timers the kernel did not free before halting (their callbacks must not enter a
 /// halted kernel, and their threads must not outlive it).
 pub(crate) fn stop_leftover_timers() {
-    let left = std::mem::take(&mut *TIMERS.lock());
+    let left = std::mem::take(&mut *lock(&TIMERS));
     if !left.is_empty() {
         log::debug!(target: "lkl", "stopping {} timer(s) the kernel left armed at halt", left.len());
     }

@@ -3,8 +3,14 @@
 
 use std::ffi::{c_int, c_void};
 
+use std::sync::Mutex;
+
 use super::no_unwind;
+use crate::locks::lock;
 use crate::sys;
+
+/// The keys the kernel holds, so a forked child can let go of its parent's (fork.rs).
+pub(super) static KEYS: Mutex<Vec<libc::pthread_key_t>> = Mutex::new(Vec::new());
 
 pub(super) unsafe extern "C" fn tls_alloc(
     destructor: Option<unsafe extern "C" fn(*mut c_void)>,
@@ -15,6 +21,7 @@ pub(super) unsafe extern "C" fn tls_alloc(
         if unsafe { libc::pthread_key_create(&mut key, destructor) } != 0 {
             return std::ptr::null_mut();
         }
+        lock(&KEYS).push(key);
         Box::into_raw(Box::new(key)).cast()
     })
 }
@@ -33,10 +40,10 @@ pub(super) unsafe extern "C" fn tls_free(key: *mut sys::lkl_tls_key) {
         }
         // SAFETY: a key from tls_alloc, freed once by the kernel; after pthread_key_delete no
         // destructor runs for it, which is what the ABI promises.
-        unsafe {
-            libc::pthread_key_delete(pthread_key(key));
-            drop(Box::from_raw(key.cast::<libc::pthread_key_t>()));
-        }
+        let key = unsafe { Box::from_raw(key.cast::<libc::pthread_key_t>()) };
+        lock(&KEYS).retain(|k| *k != *key);
+        // SAFETY: as above.
+        unsafe { libc::pthread_key_delete(*key) };
     })
 }
 

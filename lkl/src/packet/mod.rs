@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 
 use crate::host_features::Fallback;
 use crate::netdev::{Delivery, NetBackend, TxBatch, VNET_HDR_LEN};

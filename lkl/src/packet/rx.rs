@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use super::ring::{RxRing, TP_STATUS_COPY};
 use super::vnet::offload_hdr;
 use super::{sys, PacketBackend, ETH_HLEN, PACKET_AUXDATA, SOL_PACKET};
+use crate::locks::lock;
 use crate::netdev::{Delivery, VNET_HDR_LEN};
 use crate::Errno;
 
@@ -54,7 +55,7 @@ impl Receiver {
 impl PacketBackend {
     /// Whether packets arrive through the shared ring (else by recvmsg).
     pub fn rx_ring(&self) -> bool {
-        self.receiver.lock().ring.is_some()
+        lock(&self.receiver).ring.is_some()
     }
 
     /// Hands the kernel up to `budget` received packets; returns how many it took.
@@ -63,7 +64,7 @@ impl PacketBackend {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
     ) -> Result<usize, Errno> {
-        let mut receiver = self.receiver.lock();
+        let mut receiver = lock(&self.receiver);
         let Receiver { ring, buf, pending } = &mut *receiver;
         let mut taken = 0;
         while taken < budget {

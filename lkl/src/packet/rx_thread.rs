@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{sys, PacketBackend};
+use crate::locks::{lock, wait};
 use crate::netdev::Irq;
 
 /// Packets the last irq must have brought for the next one to be held back: more than a
@@ -44,19 +45,19 @@ impl PacketBackend {
         let me = Arc::clone(self);
         let handle =
             crate::host_ops::spawn_library_thread("lkl-packet-rx", move || me.rx_loop(irq))?;
-        *self.rx_thread.lock() = Some(handle);
+        *lock(&self.rx_thread) = Some(handle);
         Ok(())
     }
 
     /// Ends the rx thread and waits for it. Must happen before the kernel halts (the thread
     /// raises irqs); the socket stays open until the backend is dropped.
     pub fn stop_rx(&self) {
-        self.rx.lock().stopping = true;
+        lock(&self.rx).stopping = true;
         self.rx_cond.notify_all();
         if let Err(e) = sys::eventfd_signal(&self.stop_fd) {
             log::error!(target: "lkl", "packet backend: waking the rx thread: {e}");
         }
-        if let Some(handle) = self.rx_thread.lock().take() {
+        if let Some(handle) = lock(&self.rx_thread).take() {
             // A panic there was already reported by the panic hook.
             let _ = handle.join();
         }
@@ -67,9 +68,9 @@ impl PacketBackend {
         let mut before_irq = 0;
         loop {
             {
-                let mut state = self.rx.lock();
+                let mut state = lock(&self.rx);
                 while !state.armed && !state.stopping {
-                    self.rx_cond.wait(&mut state);
+                    state = wait(&self.rx_cond, state);
                 }
                 if state.stopping {
                     return;
@@ -114,7 +115,7 @@ impl PacketBackend {
                 c.rx_irqs.fetch_add(1, Ordering::Relaxed);
                 // Disarm before the irq: the kernel re-arms (rx_arm) once it has drained the
                 // socket, possibly before trigger() returns.
-                self.rx.lock().armed = false;
+                lock(&self.rx).armed = false;
                 irq.trigger();
             }
         }
@@ -122,7 +123,7 @@ impl PacketBackend {
 
     /// The kernel has drained the socket and waits for the irq again.
     pub(super) fn arm_rx(&self) {
-        self.rx.lock().armed = true;
+        lock(&self.rx).armed = true;
         self.rx_cond.notify_one();
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::vnet::{shift_vnet_hdr, VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_NONE};
 use super::{sys, PacketBackend, ETH_HLEN, ETH_P_IP, ETH_P_IPV6};
+use crate::locks::lock;
 use crate::netdev::{TxBatch, TxPacket, MAX_PIECES, VNET_HDR_LEN};
 use crate::Errno;
 
@@ -80,7 +81,7 @@ fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> Option<(
 impl PacketBackend {
     /// Sends `batch`; returns how many packets the host took.
     pub(super) fn send_batch(&self, batch: &TxBatch<'_>) -> usize {
-        let mut scratch = self.tx_scratch.lock();
+        let mut scratch = lock(&self.tx_scratch);
         let s = &mut *scratch;
         let mut ready = 0;
         for packet in batch.packets().take(BATCH) {
