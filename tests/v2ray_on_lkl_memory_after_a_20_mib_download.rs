@@ -243,8 +243,7 @@ fn v2ray_on_lkl_holds_at_most_48_mib_and_lkl_12_after_a_20_mib_download() {
     // is compared, not its path: the path the link shows is the one in the process's own
     // mount namespace, which in a chroot need not exist in ours.
     let file_id = |path: &Path| {
-        let meta = std::fs::metadata(path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         (meta.dev(), meta.ino())
     };
     assert_eq!(
