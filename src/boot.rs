@@ -13,6 +13,16 @@ use crate::config::HijackConfig;
 use crate::firewall::Firewall;
 use crate::host;
 use crate::ownership::{self, Ownership};
+use crate::policy::FirewallMode;
+
+/// What a forked child's boot takes over from its fork handler (fork.rs), when the child
+/// has the parent's listeners to serve.
+pub struct ChildBoot {
+    /// Its packet socket (the boot adopts it), opened before the child could drop
+    /// privileges; `None` if that failed (the boot then opens one itself and says why if it
+    /// cannot).
+    pub sock: Option<c_int>,
+}
 
 /// The kernel's way to the host network: the packet device and the ports LKL owns on it.
 pub struct Network {
@@ -36,8 +46,10 @@ pub fn fatal(msg: &str) -> ! {
     unsafe { libc::_exit(EX_CONFIG) }
 }
 
-/// Boots the kernel and connects it to the host interface; the error says what to fix.
-pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
+/// Boots the kernel and connects it to the host interface; the error says what to fix. A
+/// forked child (`child`) takes the packet socket its fork handler opened, and leaves the
+/// firewall to the parent, whose rules already cover the listeners' ports.
+pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Network), String> {
     let started = std::time::Instant::now();
     let net = &cfg.net;
     let policy = &cfg.policy;
@@ -56,7 +68,10 @@ pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
             rx_coalesce: std::time::Duration::from_micros(net.rx_usecs.into()),
             rx_ring_bytes: lkl::packet::rx_ring_bytes_for(cfg.mem_mib),
         },
-        net.fd,
+        match child {
+            Some(c) => c.sock,
+            None => net.fd,
+        },
     );
     let kernel = Kernel::boot(BootOptions {
         mem_mib: cfg.mem_mib,
@@ -165,7 +180,12 @@ pub fn boot(cfg: &HijackConfig) -> Result<(Kernel, Network), String> {
             format!("LKL_HIJACK_SYSCTL: {key}={value}: the kernel refused the value ({e})")
         })?;
     }
-    let firewall = Firewall::new(policy.firewall, &net.host_if, net.ip, net.ipv6);
+    let mode = if child.is_some() {
+        FirewallMode::Off
+    } else {
+        policy.firewall
+    };
+    let firewall = Firewall::new(mode, &net.host_if, net.ip, net.ipv6);
     let ownership = Ownership::new(
         policy.clone(),
         net.ip,

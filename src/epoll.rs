@@ -15,12 +15,15 @@ use std::time::Duration;
 use libc::{epoll_event, sigset_t};
 use lkl::sys::{__NR_epoll_create1, __NR_epoll_ctl, __NR_epoll_pwait};
 use lkl::Errno;
-use parking_lot::Mutex;
+use std::sync::Mutex;
+
+use lkl::locks::lock;
 
 use crate::fdtable::{self, Entry};
 use crate::ffi::{host_result, SysResult};
 use crate::notify::{EventFd, Notifier};
 use crate::objects::{EpollSide, Object};
+use crate::sigmask::Held;
 use crate::time::{timespec, Deadline};
 use crate::{busy, host, kernel};
 
@@ -50,7 +53,7 @@ fn side_of(entry: &Entry) -> Option<&EpollSide> {
 
 /// The LKL side of host epoll fd `epfd`, made on first need.
 fn side(epfd: c_int) -> SysResult<Arc<Entry>> {
-    let _making = MAKING.lock();
+    let _making = lock(&MAKING);
     if let Some(entry) = fdtable::get(epfd) {
         return match side_of(&entry) {
             Some(_) => Ok(entry),
@@ -197,6 +200,8 @@ pub fn wait(
         return host_wait(epfd, events, timeout, mask).map(|(n, _)| n as c_int);
     };
     let deadline = Deadline::after(timeout);
+    let held = (timeout != Some(Duration::ZERO)).then(Held::new);
+    let sleep_mask = held.as_ref().map_or(mask, |h| h.sleep_mask(mask));
     let mut busy = true;
     loop {
         // The eventfd is reset before the last look ahead of a sleep (a signal after it
@@ -224,7 +229,7 @@ pub fn wait(
             busy = busy::wait(side.lkl, libc::POLLIN);
             continue;
         }
-        let (m, woken) = host_wait(epfd, events, deadline.remaining(), mask)?;
+        let (m, woken) = host_wait(epfd, events, deadline.remaining(), sleep_mask)?;
         let n = if woken {
             lkl_ready(side, &mut events[m..])?
         } else {

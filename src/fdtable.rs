@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lkl::Errno;
-use parking_lot::RwLock;
+use std::sync::{RwLock, RwLockWriteGuard};
+
+use lkl::locks::{lock, read, write};
 
 use crate::ffi::{host_result, SysResult};
 use crate::objects::{Object, Socket};
@@ -55,26 +57,30 @@ pub fn get(fd: c_int) -> Option<Arc<Entry>> {
     if USED.load(Ordering::Acquire) == 0 || fd < 0 {
         return None;
     }
-    let table = TABLE.read();
+    let table = read(&TABLE);
     table
         .get(fd as usize)
         .and_then(|s| s.as_ref())
         .map(|s| Arc::clone(&s.obj))
 }
 
-/// The LKL socket behind `fd`; `None` for host fds. In a forked child every such number is
-/// an error: the kernel that owned it is in the parent.
+/// The LKL socket behind `fd`; `None` for host fds. In a forked child a socket of the
+/// parent's kernel is an error, except a listener: the child's first use of one boots the
+/// child's kernel, which makes it again under the same number (fork.rs).
 pub fn socket(fd: c_int) -> SysResult<Option<Arc<Entry>>> {
-    match get(fd) {
-        Some(e) if e.socket().is_some() => {
-            if kernel::orphaned() {
-                kernel::warn_orphaned();
-                return Err(Errno::EBADF);
-            }
-            Ok(Some(e))
-        }
-        _ => Ok(None),
+    let Some(e) = get(fd).filter(|e| e.socket().is_some()) else {
+        return Ok(None);
+    };
+    let sock = e.socket().expect("filtered for sockets");
+    if !sock.stale() {
+        return Ok(Some(e));
     }
+    if lock(&sock.listening).is_some() && !kernel::booted() {
+        kernel::kernel();
+        return socket(fd);
+    }
+    kernel::warn_stale();
+    Err(Errno::EBADF)
 }
 
 fn put(table: &mut Vec<Option<Slot>>, fd: c_int, obj: Arc<Entry>, cloexec: bool) -> Option<Slot> {
@@ -101,8 +107,7 @@ fn take(table: &mut [Option<Slot>], fd: c_int) -> Option<Slot> {
 fn release(slot: Slot) {
     let entry = slot.obj;
     let last = entry.numbers.fetch_sub(1, Ordering::AcqRel) == 1;
-    if kernel::orphaned() {
-        std::mem::forget(entry);
+    if entry.socket().is_some_and(Socket::stale) {
         return;
     }
     if last && Arc::strong_count(&entry) > 1 {
@@ -126,7 +131,7 @@ pub fn install(obj: Object, cloexec: bool) -> SysResult<c_int> {
         numbers: AtomicUsize::new(0),
     });
     // The host holds `fd` for us, so nobody else can be given that number meanwhile.
-    let old = put(&mut TABLE.write(), fd, entry, cloexec);
+    let old = put(&mut write(&TABLE), fd, entry, cloexec);
     debug_assert!(old.is_none());
     Ok(fd)
 }
@@ -138,7 +143,7 @@ pub fn attach(fd: c_int, obj: Object) -> Arc<Entry> {
         numbers: AtomicUsize::new(0),
     });
     // The fd is a real host epoll fd: its close-on-exec flag is the host's, not the slot's.
-    let old = put(&mut TABLE.write(), fd, Arc::clone(&entry), false);
+    let old = put(&mut write(&TABLE), fd, Arc::clone(&entry), false);
     if let Some(old) = old {
         release(old);
     }
@@ -151,7 +156,7 @@ pub fn close(fd: c_int) -> SysResult<c_int> {
     let slot = if USED.load(Ordering::Acquire) == 0 {
         None
     } else {
-        take(&mut TABLE.write(), fd)
+        take(&mut write(&TABLE), fd)
     };
     // SAFETY: closing a number is always memory-safe.
     let ret = host_result(unsafe { host::close(fd) });
@@ -172,7 +177,7 @@ pub fn close_range(first: u32, last: u32, flags: c_int) -> SysResult<c_int> {
     }
     let mut released = Vec::new();
     {
-        let mut table = TABLE.write();
+        let mut table = write(&TABLE);
         let end = (last as usize).min(table.len().saturating_sub(1));
         for fd in first as usize..=end {
             if table.get(fd).is_some_and(|s| s.is_some()) {
@@ -204,7 +209,7 @@ pub fn dup(fd: c_int, min: c_int, cloexec: bool) -> SysResult<c_int> {
     let Some(entry) = entry else {
         return host_dup();
     };
-    let mut table = TABLE.write();
+    let mut table = write(&TABLE);
     let new = host_dup()?;
     let old = put(&mut table, new, entry, cloexec);
     debug_assert!(old.is_none());
@@ -238,7 +243,7 @@ pub fn dup3(old: c_int, new: c_int, flags: c_int, is_dup2: bool) -> SysResult<c_
     let replaced;
     {
         // Held across the host call, so no one sees `new` as host and LKL at once.
-        let mut table = TABLE.write();
+        let mut table = write(&TABLE);
         let host_flags = if source.as_deref().is_some_and(is_placeholder) {
             libc::O_CLOEXEC
         } else {
@@ -262,7 +267,7 @@ pub fn dup3(old: c_int, new: c_int, flags: c_int, is_dup2: bool) -> SysResult<c_
 pub fn become_host(fd: c_int, host_fd: c_int) -> SysResult<()> {
     let replaced;
     {
-        let mut table = TABLE.write();
+        let mut table = write(&TABLE);
         let cloexec = table
             .get(fd as usize)
             .and_then(|s| s.as_ref())
@@ -282,7 +287,7 @@ pub fn become_host(fd: c_int, host_fd: c_int) -> SysResult<()> {
 
 /// F_GETFD / F_SETFD for one of our numbers.
 pub fn cloexec(fd: c_int, set: Option<bool>) -> SysResult<c_int> {
-    let mut table = TABLE.write();
+    let mut table = write(&TABLE);
     let slot = table
         .get_mut(fd as usize)
         .and_then(|s| s.as_mut())
@@ -293,9 +298,65 @@ pub fn cloexec(fd: c_int, set: Option<bool>) -> SysResult<c_int> {
     Ok(if slot.cloexec { libc::FD_CLOEXEC } else { 0 })
 }
 
+thread_local! {
+    /// The table's lock, held by the forking thread across fork(2) (see `hold_for_fork`).
+    static HELD: std::cell::RefCell<Option<RwLockWriteGuard<'static, Vec<Option<Slot>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Before fork(2): takes the table's lock, so that the child never inherits it held by a
+/// thread that did not follow.
+pub fn hold_for_fork() {
+    let guard = write(&TABLE);
+    HELD.with(|h| *h.borrow_mut() = Some(guard));
+}
+
+/// After fork(2), in both processes.
+pub fn release_after_fork() {
+    drop(HELD.with(|h| h.borrow_mut().take()));
+}
+
+/// In a forked child: forgets the LKL sides of epoll instances (the parent's kernel's, never
+/// released here); the epoll fds stay the host's.
+pub fn forget_epoll_sides() {
+    let mut table = write(&TABLE);
+    for slot in table.iter_mut() {
+        if slot.as_ref().is_some_and(|s| s.obj.socket().is_none()) {
+            std::mem::forget(slot.take());
+            USED.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// The numbers of listening LKL sockets, with their objects.
+pub fn listeners() -> Vec<(c_int, Arc<Entry>)> {
+    read(&TABLE)
+        .iter()
+        .enumerate()
+        .filter_map(|(fd, s)| Some((fd as c_int, Arc::clone(&s.as_ref()?.obj))))
+        .filter(|(_, e)| e.socket().is_some_and(|s| lock(&s.listening).is_some()))
+        .collect()
+}
+
+/// Puts `obj` under every number that shows `old` (a forked child's remade listener).
+pub fn replace(old: &Arc<Entry>, obj: Object) {
+    let new = Arc::new(Entry {
+        obj,
+        numbers: AtomicUsize::new(0),
+    });
+    let mut table = write(&TABLE);
+    for slot in table.iter_mut().flatten() {
+        if Arc::ptr_eq(&slot.obj, old) {
+            new.numbers.fetch_add(1, Ordering::Relaxed);
+            // The old one is the parent's kernel's: its Drop does nothing (stale).
+            slot.obj = Arc::clone(&new);
+        }
+    }
+}
+
 /// Every number's object, for closing LKL sockets at exit.
 pub fn drain() -> Vec<Arc<Entry>> {
-    let mut table = TABLE.write();
+    let mut table = write(&TABLE);
     let all: Vec<_> = table
         .iter_mut()
         .filter_map(|s| s.take())

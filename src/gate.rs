@@ -53,6 +53,11 @@ impl Gate {
         Some(ret)
     }
 
+    /// In a forked child: callers the parent had inside did not follow.
+    pub fn reset_in_child(&self) {
+        self.inside.store(0, SeqCst);
+    }
+
     /// Closes the gate if nobody is inside, and says whether it did. With a caller inside it
     /// stays open, as if never tried (a caller that looked meanwhile was turned away, which
     /// only happens while the process exits).

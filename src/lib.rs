@@ -14,18 +14,20 @@
 //! * `gocheck`: recognising gc-built Go programs, whose sockets preloading cannot move.
 //! * `boot`: starting the kernel and its packet backend from the configuration.
 //! * `kernel`: the kernel for every module: booted on first use, calls through the gate,
-//!   halted at exit, given up in a forked child.
+//!   halted at exit, forgotten in a forked child.
+//! * `fork`: a forked child's kernel of its own, with the parent's listeners made again,
+//!   and the fanout group that splits their connections between the processes.
 //! * `notify`: LKL readiness signalled to a host eventfd.
 //! * `busy`: busy polling, LKL's device polled by the thread about to wait.
 //! * `tcpinfo`: debug lines with TCP_INFO of LKL's connections (LKL's `ss -ti`).
 //! * `objects`: what a number stands for: LKL sockets and the LKL side of epoll instances.
 //! * `fdtable`: host fd numbers standing for those objects (placeholders).
-//! * `poll`, `epoll`: waiting on host fds and LKL sockets together.
+//! * `poll`, `epoll`: waiting on host fds and LKL sockets together; `sigmask`: signals held
+//!   back until their host sleep, so none is missed.
 //! * `blocking`: blocking calls on LKL sockets, slept in the host (signals, timeouts).
 //! * `placement`: deciding a socket's stack when its role shows, and moving it to the host.
 //! * `hooks`: the exported glibc functions, routing each call to LKL or to glibc.
-//! * `lifecycle`: configuration before `main`, sockets closed and the kernel halted at exit,
-//!   a forked child's view.
+//! * `lifecycle`: configuration before `main`, sockets closed and the kernel halted at exit.
 
 pub use lkl;
 // The policy and firewall live in their own crate, shared with the `lkl-run` launcher.
@@ -39,6 +41,7 @@ pub mod config;
 mod epoll;
 mod fdtable;
 mod ffi;
+mod fork;
 mod gate;
 mod gocheck;
 mod hooks;
@@ -50,5 +53,6 @@ mod objects;
 mod ownership;
 mod placement;
 mod poll;
+mod sigmask;
 mod tcpinfo;
 mod time;

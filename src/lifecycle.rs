@@ -1,12 +1,11 @@
 //! The library's life in a process: the configuration read and checked before `main`, every
-//! LKL socket closed and the kernel halted at exit, and what a forked child gets (errors on
-//! LKL fds, with one warning; its host fds are untouched).
+//! LKL socket closed and the kernel halted at exit (a forked child's life is fork.rs's).
 
 use std::ffi::{c_char, c_int};
 use std::io::Write;
 
 use crate::config::HijackConfig;
-use crate::{boot, fdtable, gocheck, host, kernel};
+use crate::{boot, fdtable, fork, gocheck, host, kernel};
 
 /// Runs before `main` (from .init_array): reads and checks the configuration, so a bad value
 /// stops the program before it starts; boots nothing.
@@ -45,8 +44,8 @@ extern "C" fn init(_argc: c_int, _argv: *const *const c_char, _envp: *const *con
             // SAFETY: registering plain functions with no captured state.
             unsafe {
                 libc::atexit(at_exit);
-                libc::pthread_atfork(None, None, Some(in_child));
             }
+            fork::register();
         }
     }
     kernel::configure(config);
@@ -82,14 +81,10 @@ fn init_logging() {
         .try_init();
 }
 
-extern "C" fn in_child() {
-    kernel::orphan();
-}
-
 /// At exit: close every LKL socket (peers get their FIN or RST, as when a process exits) and
 /// halt the kernel, unless another thread is still inside it.
 extern "C" fn at_exit() {
-    if kernel::orphaned() || !kernel::booted() {
+    if !kernel::booted() {
         return;
     }
     drop(fdtable::drain());

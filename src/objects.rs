@@ -5,7 +5,7 @@
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
-use parking_lot::Mutex;
+use std::sync::Mutex;
 
 use crate::kernel;
 use crate::notify::{EventFd, Notifier};
@@ -25,33 +25,70 @@ pub struct Socket {
     pub lkl: lkl::Fd,
     pub stream: bool,
     nonblocking: AtomicBool,
+    /// How it was made and what the program set on it, to make it again: on the host if a
+    /// provisional socket moves there, in a forked child's kernel if it listens.
+    pub made: Made,
+    /// setsockopt calls that succeeded, in order.
+    pub options: Mutex<Vec<SockOpt>>,
     /// Until its role shows, a socket lives in LKL provisionally (see placement.rs).
     pub pending: Mutex<Option<Pending>>,
+    /// How it listens, once it does.
+    pub listening: Mutex<Option<Listening>>,
     /// The port it listens on in LKL, 0 if none.
     listen_port: AtomicU16,
+    /// The kernel it lives in (`kernel::generation`): a forked child's copy of a parent's
+    /// socket is stale, and never released in the child's kernel.
+    generation: u32,
 }
 
-/// What a provisional socket was made as and what the program did to it, to be replayed on a
-/// host socket if it moves there.
-pub struct Pending {
+/// socket(2)'s arguments (without SOCK_NONBLOCK and SOCK_CLOEXEC).
+#[derive(Clone, Copy)]
+pub struct Made {
     pub domain: c_int,
     pub kind: c_int,
     pub protocol: c_int,
-    /// setsockopt calls: level, name, value.
-    pub options: Vec<(c_int, c_int, Vec<u8>)>,
+}
+
+/// A setsockopt call: level, name, value.
+pub type SockOpt = (c_int, c_int, Vec<u8>);
+
+/// What a provisional socket's move to the host needs besides `Made` and the options.
+#[derive(Default)]
+pub struct Pending {
     /// The address it was bound to.
     pub bound: Option<Vec<u8>>,
 }
 
+/// A listener's backlog and address (getsockname's, after listen).
+pub struct Listening {
+    pub backlog: c_int,
+    pub addr: Vec<u8>,
+}
+
 impl Socket {
-    pub fn new(lkl: lkl::Fd, stream: bool, nonblocking: bool, pending: Option<Pending>) -> Socket {
+    pub fn new(
+        lkl: lkl::Fd,
+        stream: bool,
+        nonblocking: bool,
+        made: Made,
+        pending: Option<Pending>,
+    ) -> Socket {
         Socket {
             lkl,
             stream,
             nonblocking: AtomicBool::new(nonblocking),
+            made,
+            options: Mutex::new(Vec::new()),
             pending: Mutex::new(pending),
+            listening: Mutex::new(None),
             listen_port: AtomicU16::new(0),
+            generation: kernel::generation(),
         }
+    }
+
+    /// A socket of a parent's kernel, seen in a forked child.
+    pub fn stale(&self) -> bool {
+        self.generation != kernel::generation()
     }
 
     pub fn nonblocking(&self) -> bool {
@@ -70,6 +107,9 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        if self.stale() {
+            return;
+        }
         tcpinfo::log("closing", self.lkl);
         kernel::release_lkl_fd(self.lkl);
         let port = self.listen_port.load(Ordering::Relaxed);

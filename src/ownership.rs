@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use lkl::packet::{Admit, PacketBackend};
-use parking_lot::Mutex;
+use std::sync::Mutex;
+
+use lkl::locks::lock;
 
 use crate::firewall::{Firewall, Proto};
 use crate::policy::{Clients, Policy, PortSet};
@@ -28,6 +30,9 @@ struct State {
     udp: PortSet,
     /// LKL's listening TCP ports, with how many sockets listen on each.
     listening: HashMap<u16, usize>,
+    /// Other processes of the program serve the listeners and this one does not: their
+    /// connections must not reach it (see fork.rs).
+    served_elsewhere: bool,
 }
 
 /// Whether `ip` is configured on any host interface (of this network namespace).
@@ -77,6 +82,27 @@ pub fn initial_ports(policy: &Policy) -> (PortSet, PortSet) {
     (tcp, udp)
 }
 
+/// `ranges` with the (sorted) `ports` taken out.
+fn without(ranges: &[(u16, u16)], ports: &[u16]) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    for &(lo, hi) in ranges {
+        let mut from = lo;
+        for &p in ports.iter().filter(|&&p| (lo..=hi).contains(&p)) {
+            if p > from {
+                out.push((from, p - 1));
+            }
+            from = match p.checked_add(1) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        if from <= hi && !(hi == u16::MAX && ports.contains(&u16::MAX)) {
+            out.push((from, hi));
+        }
+    }
+    out
+}
+
 /// Whether LKL's addresses are shared with the host stack.
 pub fn is_shared(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> bool {
     v4.is_some_and(|a| host_has_address(a.into())) || v6.is_some_and(|a| host_has_address(a.into()))
@@ -117,6 +143,7 @@ impl Ownership {
                 tcp,
                 udp,
                 listening: HashMap::new(),
+                served_elsewhere: false,
             }),
         }
     }
@@ -150,7 +177,7 @@ impl Ownership {
 
     /// An LKL socket listens on `port`: LKL owns it from now on.
     pub fn listening(&self, port: u16) {
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         *st.listening.entry(port).or_default() += 1;
         if !st.tcp.contains(port) {
             st.tcp = PortSet::from_ranges([st.tcp.ranges(), &[(port, port)]].concat());
@@ -160,7 +187,7 @@ impl Ownership {
 
     /// A listener on `port` closed.
     pub fn not_listening(&self, port: u16) {
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         if let Some(n) = st.listening.get_mut(&port) {
             *n -= 1;
             if *n == 0 {
@@ -171,7 +198,7 @@ impl Ownership {
 
     /// A UDP socket in LKL is bound to `port` of a shared address: its datagrams are LKL's.
     pub fn udp_bound(&self, port: u16) {
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         if !st.udp.contains(port) {
             st.udp = PortSet::from_ranges([st.udp.ranges(), &[(port, port)]].concat());
             self.update(&st, Proto::Udp, port);
@@ -179,12 +206,40 @@ impl Ownership {
     }
 
     pub fn lkl_listens_on(&self, port: u16) -> bool {
-        self.state.lock().listening.contains_key(&port)
+        lock(&self.state).listening.contains_key(&port)
+    }
+
+    /// Whether the listeners' connections go to other processes of the program (forked
+    /// children that serve them) rather than to this one; the packet filter follows.
+    pub fn set_served_elsewhere(&self, elsewhere: bool) {
+        let mut st = lock(&self.state);
+        st.served_elsewhere = elsewhere;
+        if let Err(e) = self.backend.admit(&self.admit(&st)) {
+            log::warn!("cannot update the packet filter for the listeners' ports: {e}");
+        }
+    }
+
+    /// What the packet filter admits.
+    fn admit(&self, st: &State) -> Admit {
+        if !st.served_elsewhere {
+            return admit(self.shared, &st.tcp, &st.udp);
+        }
+        let mut listening: Vec<u16> = st.listening.keys().copied().collect();
+        listening.sort_unstable();
+        if !self.shared {
+            return Admit::AllBut {
+                tcp: listening.iter().map(|&p| (p, p)).collect(),
+            };
+        }
+        Admit::Ports {
+            tcp: without(st.tcp.ranges(), &listening),
+            udp: st.udp.ranges().to_vec(),
+        }
     }
 
     fn update(&self, st: &State, proto: Proto, port: u16) {
-        if self.shared {
-            if let Err(e) = self.backend.admit(&admit(true, &st.tcp, &st.udp)) {
+        if self.shared || st.served_elsewhere {
+            if let Err(e) = self.backend.admit(&self.admit(st)) {
                 log::warn!("cannot update the packet filter for port {port}: {e}");
             }
         }
@@ -195,5 +250,21 @@ impl Ownership {
     /// Removes the firewall rules (at exit).
     pub fn remove_firewall(&self) {
         self.firewall.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without;
+
+    #[test]
+    fn without_takes_single_ports_out_of_ranges() {
+        assert_eq!(
+            without(&[(80, 80), (8000, 8100)], &[80, 8050]),
+            vec![(8000, 8049), (8051, 8100)]
+        );
+        assert_eq!(without(&[(1, 5)], &[1, 5]), vec![(2, 4)]);
+        assert_eq!(without(&[(65530, 65535)], &[65535]), vec![(65530, 65534)]);
+        assert_eq!(without(&[(10, 20)], &[]), vec![(10, 20)]);
     }
 }

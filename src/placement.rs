@@ -10,12 +10,13 @@ use std::ffi::{c_int, c_long};
 use std::net::IpAddr;
 
 use libc::{sockaddr, socklen_t};
+use lkl::locks::lock;
 use lkl::sys::__NR_getsockname;
 use lkl::Errno;
 
 use crate::fdtable;
 use crate::ffi::{host_result, narrow, read_user_slice, SysResult};
-use crate::objects::{Pending, Socket};
+use crate::objects::{Listening, Socket};
 use crate::ownership::Ownership;
 use crate::policy::Clients;
 use crate::{host, kernel};
@@ -64,6 +65,12 @@ pub fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<(IpAddr, u16)> {
 
 /// The socket's bound port in LKL.
 fn lkl_port(sock: &Socket) -> SysResult<u16> {
+    let name = lkl_name(sock)?;
+    Ok(ip_of(name.as_ptr().cast(), name.len() as socklen_t).map_or(0, |(_, p)| p))
+}
+
+/// The socket's address in LKL (getsockname), as bytes of a sockaddr.
+fn lkl_name(sock: &Socket) -> SysResult<Vec<u8>> {
     // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
@@ -82,10 +89,16 @@ fn lkl_port(sock: &Socket) -> SysResult<u16> {
         )
     })?;
     let _ = r;
-    Ok(ip_of((&ss as *const libc::sockaddr_storage).cast(), len).map_or(0, |(_, p)| p))
+    let len = (len as usize).min(std::mem::size_of_val(&ss));
+    // SAFETY: the first `len` bytes of a live sockaddr_storage.
+    Ok(unsafe {
+        std::slice::from_raw_parts((&ss as *const libc::sockaddr_storage).cast::<u8>(), len)
+    }
+    .to_vec())
 }
 
-/// Notes a successful setsockopt on a provisional socket.
+/// Notes a successful setsockopt on an LKL socket (to be replayed if it moves to the host,
+/// or in a forked child's kernel).
 ///
 /// # Safety
 /// `val` is null or valid for `len` bytes.
@@ -96,11 +109,9 @@ pub unsafe fn record_option(
     val: *const libc::c_void,
     len: socklen_t,
 ) {
-    if let Some(p) = sock.pending.lock().as_mut() {
-        // The kernel has just read it: a bad pointer would have failed the call.
-        let bytes = read_user_slice(val.cast::<u8>(), len as usize).unwrap_or_default();
-        p.options.push((level, name, bytes));
-    }
+    // The kernel has just read it: a bad pointer would have failed the call.
+    let bytes = read_user_slice(val.cast::<u8>(), len as usize).unwrap_or_default();
+    lock(&sock.options).push((level, name, bytes));
 }
 
 /// After a successful bind in LKL: an address only LKL has settles the socket there; a UDP
@@ -115,7 +126,7 @@ pub unsafe fn bound(
     len: socklen_t,
 ) -> SysResult<()> {
     let own = kernel::ownership();
-    let mut pending = sock.pending.lock();
+    let mut pending = lock(&sock.pending);
     let Some(p) = pending.as_mut() else {
         drop(pending);
         // A settled UDP socket bound on a shared address: its datagrams are LKL's.
@@ -141,8 +152,7 @@ pub unsafe fn bound(
 
 /// Whether a provisional socket was bound to an address only LKL has.
 fn bound_to_lkl_only(sock: &Socket, own: &Ownership) -> bool {
-    sock.pending
-        .lock()
+    lock(&sock.pending)
         .as_ref()
         .and_then(|p| p.bound.as_ref())
         .and_then(|b| ip_of(b.as_ptr().cast(), b.len() as socklen_t))
@@ -152,7 +162,7 @@ fn bound_to_lkl_only(sock: &Socket, own: &Ownership) -> bool {
 /// Before listen: a listener on a port the policy gives LKL stays (and LKL owns the port);
 /// any other moves to the host. Returns whether the socket is (still) LKL's.
 pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
-    let provisional = sock.pending.lock().is_some();
+    let provisional = lock(&sock.pending).is_some();
     if provisional {
         let own = kernel::ownership();
         let port = lkl_port(sock)?;
@@ -163,15 +173,18 @@ pub fn listen(fd: c_int, sock: &Socket) -> SysResult<bool> {
             to_host(fd, sock)?;
             return Ok(false);
         }
-        *sock.pending.lock() = None;
+        *lock(&sock.pending) = None;
     }
     Ok(true)
 }
 
-/// After a successful listen in LKL.
-pub fn listening(sock: &Socket) -> SysResult<()> {
-    let port = lkl_port(sock)?;
+/// After a successful listen in LKL: LKL owns the port, and the listener is recorded for a
+/// forked child to make again (fork.rs).
+pub fn listening(sock: &Socket, backlog: c_int) -> SysResult<()> {
+    let addr = lkl_name(sock)?;
+    let port = ip_of(addr.as_ptr().cast(), addr.len() as socklen_t).map_or(0, |(_, p)| p);
     sock.set_listening(port);
+    *lock(&sock.listening) = Some(Listening { backlog, addr });
     kernel::ownership().listening(port);
     Ok(())
 }
@@ -188,14 +201,14 @@ pub unsafe fn connect(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> SysResult<bool> {
-    if sock.pending.lock().is_none() {
+    if lock(&sock.pending).is_none() {
         return Ok(true);
     }
     let own = kernel::ownership();
     let to_lkl_listener = ip_of(addr, len)
         .is_some_and(|(ip, port)| sock.stream && own.is_local(ip) && own.lkl_listens_on(port));
     if to_lkl_listener || bound_to_lkl_only(sock, own) || own.policy.clients == Clients::Lkl {
-        *sock.pending.lock() = None;
+        *lock(&sock.pending) = None;
         return Ok(true);
     }
     to_host(fd, sock)?;
@@ -213,7 +226,7 @@ pub unsafe fn first_send(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> SysResult<bool> {
-    if sock.stream || sock.pending.lock().is_none() {
+    if sock.stream || lock(&sock.pending).is_none() {
         return Ok(true);
     }
     // SAFETY: as above.
@@ -222,7 +235,7 @@ pub unsafe fn first_send(
 
 /// Moves a provisional socket to the host under the same number.
 fn to_host(fd: c_int, sock: &Socket) -> SysResult<()> {
-    let Some(p) = sock.pending.lock().take() else {
+    let Some(p) = lock(&sock.pending).take() else {
         return Err(Errno::EINVAL);
     };
     let flags = libc::SOCK_CLOEXEC
@@ -231,9 +244,10 @@ fn to_host(fd: c_int, sock: &Socket) -> SysResult<()> {
         } else {
             0
         };
+    let made = sock.made;
     // SAFETY: socket(2) with plain values.
-    let h = host_result(unsafe { host::socket(p.domain, p.kind | flags, p.protocol) })?;
-    for (level, name, value) in &p.options {
+    let h = host_result(unsafe { host::socket(made.domain, made.kind | flags, made.protocol) })?;
+    for (level, name, value) in lock(&sock.options).iter() {
         // SAFETY: the recorded value and its length.
         let r = unsafe {
             host::setsockopt(
@@ -259,7 +273,7 @@ fn to_host(fd: c_int, sock: &Socket) -> SysResult<()> {
         if let Err(e) = r {
             // SAFETY: our own new descriptor.
             unsafe { host::close(h) };
-            *sock.pending.lock() = Some(p);
+            *lock(&sock.pending) = Some(p);
             return Err(e);
         }
     }
@@ -269,15 +283,4 @@ fn to_host(fd: c_int, sock: &Socket) -> SysResult<()> {
     })?;
     log::debug!("fd {fd} moved to the host stack");
     Ok(())
-}
-
-/// A new provisional record.
-pub fn pending(domain: c_int, kind: c_int, protocol: c_int) -> Pending {
-    Pending {
-        domain,
-        kind,
-        protocol,
-        options: Vec::new(),
-        bound: None,
-    }
 }

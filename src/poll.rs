@@ -15,6 +15,7 @@ use lkl::Errno;
 use crate::fdtable;
 use crate::ffi::{host_result, read_user_slice, write_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
+use crate::sigmask::Held;
 use crate::time::{timespec, Deadline};
 use crate::{busy, host, kernel};
 
@@ -107,6 +108,7 @@ pub fn poll(
         .collect();
     let mut host_fds: Vec<pollfd> = host_idx.iter().map(|&i| fds[i]).collect();
     let deadline = Deadline::after(timeout);
+    let held = (timeout != Some(Duration::ZERO)).then(Held::new);
 
     // Only a forked child has invalid entries: they are ready (POLLNVAL) at once.
     let mut ready = invalid.len();
@@ -124,7 +126,8 @@ pub fn poll(
         ready += lkl_poll_now(&mut lkl_fds)?;
     }
     if ready == 0 && !deadline.passed() {
-        wait_mixed(&mut lkl_fds, &mut host_fds, deadline, mask)?;
+        let sleep_mask = held.as_ref().map_or(mask, |h| h.sleep_mask(mask));
+        wait_mixed(&mut lkl_fds, &mut host_fds, deadline, sleep_mask)?;
     } else if !host_fds.is_empty() {
         host_poll(&mut host_fds, Some(Duration::ZERO), mask)?;
     }

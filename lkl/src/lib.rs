@@ -20,7 +20,7 @@ pub mod host_features;
 mod host_ops;
 mod ifconfig;
 mod kernel;
-mod locks;
+pub mod locks;
 pub mod netdev;
 pub mod packet;
 pub mod raw;

@@ -10,19 +10,26 @@ use super::{host_call, lkl_call, lkl_family, on_fd};
 use crate::blocking::{self, Dir};
 use crate::fdtable;
 use crate::ffi::{hook, SysResult};
-use crate::objects::{Object, Pending, Socket};
+use crate::objects::{Made, Object, Pending, Socket};
 use crate::placement::{self, Start};
-use crate::{kernel, tcpinfo};
+use crate::{fork, kernel, tcpinfo};
 
 /// Gives a new LKL socket its host number. SOCK_CLOEXEC is the number's and SOCK_NONBLOCK
 /// the program's view; inside LKL every socket is nonblocking.
 fn install(
     lkl: SysResult<c_int>,
-    stream: bool,
+    made: Made,
     flags: c_int,
     pending: Option<Pending>,
 ) -> SysResult<c_int> {
-    let sock = Socket::new(lkl?, stream, flags & libc::SOCK_NONBLOCK != 0, pending);
+    let stream = made.kind == libc::SOCK_STREAM;
+    let sock = Socket::new(
+        lkl?,
+        stream,
+        flags & libc::SOCK_NONBLOCK != 0,
+        made,
+        pending,
+    );
     fdtable::install(Object::Socket(sock), flags & libc::SOCK_CLOEXEC != 0)
 }
 
@@ -37,10 +44,15 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
         let pending = match placement::start(kind, kernel::ownership()) {
             Start::Host => return host_call!(socket(domain, ty, protocol)),
             Start::Lkl => None,
-            Start::Provisional => Some(placement::pending(domain, kind, protocol)),
+            Start::Provisional => Some(Pending::default()),
         };
         let lkl = lkl_call!(__NR_socket, domain, kind | libc::SOCK_NONBLOCK, protocol);
-        install(lkl, kind == libc::SOCK_STREAM, ty & flags, pending)
+        let made = Made {
+            domain,
+            kind,
+            protocol,
+        };
+        install(lkl, made, ty & flags, pending)
     })
 }
 
@@ -56,13 +68,14 @@ fn accept_lkl(
         Err(e) => return Some(Err(e)),
     };
     let listener = entry.socket().expect("socket entries only");
+    fork::serving();
     let new = blocking::retry(listener, Dir::In, || {
         lkl_call!(__NR_accept4, listener.lkl, addr, len, libc::SOCK_NONBLOCK)
     });
     if let Ok(fd) = new {
         tcpinfo::log("accepted", fd);
     }
-    Some(install(new, listener.stream, flags, None))
+    Some(install(new, listener.made, flags, None))
 }
 
 #[no_mangle]
@@ -152,7 +165,7 @@ pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
                     return host();
                 }
                 let r: c_int = lkl_call!(__NR_listen, s.lkl, backlog)?;
-                placement::listening(s)?;
+                placement::listening(s, backlog)?;
                 Ok(r)
             },
             host,

@@ -519,7 +519,9 @@ static int forked(void)
 #define CHILD(what, call) do { errno = 0; rc = (call); printf("child: %s -> %ld %s\n", what, rc, rc < 0 ? ename(errno) : ""); } while (0)
 		CHILD("recv", recv(s, b, 4, MSG_DONTWAIT));
 		CHILD("send", send(c, "x", 1, MSG_NOSIGNAL));
-		CHILD("accept", accept(l, NULL, NULL));
+		/* The listener follows the fork: made again in the child's own kernel. */
+		struct pollfd lp = { .fd = l, .events = POLLIN };
+		CHILD("listener poll", poll(&lp, 1, 0));
 		CHILD("getsockopt", getsockopt(s, SOL_SOCKET, SO_RCVBUF, &v, &len));
 		CHILD("shutdown", shutdown(s, SHUT_RDWR));
 		struct pollfd pf = { .fd = s, .events = POLLIN };

@@ -66,8 +66,10 @@ impl Semaphore {
     fn futex(&self, op: c_int, val: i32) {
         // SAFETY: the word is a live, aligned i32 for the duration of the call; no timeout.
         // EINTR and EAGAIN (the count changed) only send the caller round its loop again.
+        // The raw system call, not libc's syscall(): in the preload library that symbol is
+        // the library's own hook.
         unsafe {
-            libc::syscall(
+            crate::raw_syscall!(
                 libc::SYS_futex,
                 self.count.as_ptr(),
                 op,

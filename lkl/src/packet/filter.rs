@@ -26,6 +26,9 @@ pub enum Admit {
         tcp: Vec<(u16, u16)>,
         udp: Vec<(u16, u16)>,
     },
+    /// All but TCP to these ports: listeners other processes of the program serve (see
+    /// `PacketBackend::join_fanout`).
+    AllBut { tcp: Vec<(u16, u16)> },
 }
 
 const ACCEPT: u32 = u32::MAX;
@@ -100,12 +103,12 @@ impl Asm {
         self.stmt(op(libc::BPF_RET, libc::BPF_K), k);
     }
 
-    /// Accept when A is in one of `ranges`, else fall through.
-    fn accept_in(&mut self, ranges: &[(u16, u16)]) {
+    /// Return `verdict` when A is in one of `ranges`, else fall through.
+    fn ret_in(&mut self, ranges: &[(u16, u16)], verdict: u32) {
         for &(lo, hi) in ranges {
             self.jump(libc::BPF_JGE, u32::from(lo), 0, 2);
             self.jump(libc::BPF_JGT, u32::from(hi), 1, 0);
-            self.ret(ACCEPT);
+            self.ret(verdict);
         }
     }
 
@@ -128,6 +131,12 @@ pub(super) fn program(
 ) -> Vec<sock_filter> {
     let mut a = Asm::default();
     let (ipv4, ipv6, tcp, udp) = (a.label(), a.label(), a.label(), a.label());
+    // What neither TCP nor UDP to a listed port gets: refused where only listed ports come
+    // in, accepted where listed ports stay out.
+    let other = match admit {
+        Admit::AllBut { .. } => ACCEPT,
+        _ => 0,
+    };
     if drop_outgoing {
         // The packet's direction as the host kernel saw it (skb->pkt_type).
         a.stmt(
@@ -161,11 +170,11 @@ pub(super) fn program(
                 // Later fragments carry no ports.
                 a.load_net(libc::BPF_H, 6);
                 a.jump(libc::BPF_JSET, 0x1fff, 0, 1);
-                a.ret(0);
+                a.ret(other);
                 // X = the IP header's length.
                 a.stmt(op(libc::BPF_LDX | libc::BPF_B, libc::BPF_MSH), net(0));
                 a.load_net(libc::BPF_B, 9); // protocol
-                transport_dispatch(&mut a, tcp, udp, |a| {
+                transport_dispatch(&mut a, tcp, udp, other, |a| {
                     a.stmt(op(libc::BPF_LD | libc::BPF_H, libc::BPF_IND), net(2))
                     // dport
                 });
@@ -193,22 +202,31 @@ pub(super) fn program(
                 // Only headers without extension headers: TCP or UDP right after the fixed 40
                 // bytes (LKL's own traffic never needs more).
                 a.load_net(libc::BPF_B, 6); // next header
-                transport_dispatch(&mut a, tcp, udp, |a| a.load_net(libc::BPF_H, 40 + 2));
+                transport_dispatch(&mut a, tcp, udp, other, |a| a.load_net(libc::BPF_H, 40 + 2));
             }
         }
     }
 
-    if let Admit::Ports { tcp: t, udp: u } = admit {
-        a.bind(tcp);
-        a.accept_in(t);
-        a.ret(0);
-        a.bind(udp);
-        a.accept_in(u);
-        a.ret(0);
-    } else {
-        a.bind(tcp);
-        a.bind(udp);
-        a.ret(0);
+    match admit {
+        Admit::Ports { tcp: t, udp: u } => {
+            a.bind(tcp);
+            a.ret_in(t, ACCEPT);
+            a.ret(0);
+            a.bind(udp);
+            a.ret_in(u, ACCEPT);
+            a.ret(0);
+        }
+        Admit::AllBut { tcp: t } => {
+            a.bind(tcp);
+            a.ret_in(t, 0);
+            a.bind(udp);
+            a.ret(ACCEPT);
+        }
+        Admit::All => {
+            a.bind(tcp);
+            a.bind(udp);
+            a.ret(0);
+        }
     }
     a.finish()
 }
@@ -224,15 +242,21 @@ pub(super) fn attach(sock: &sys::Fd, prog: &[sock_filter]) -> io::Result<()> {
 }
 
 /// With the transport protocol in A: load the destination port (`load_dport`) and jump to the
-/// TCP or UDP port block; anything else is refused.
-fn transport_dispatch(a: &mut Asm, tcp: Label, udp: Label, load_dport: impl Fn(&mut Asm)) {
+/// TCP or UDP port block; anything else gets `other`.
+fn transport_dispatch(
+    a: &mut Asm,
+    tcp: Label,
+    udp: Label,
+    other: u32,
+    load_dport: impl Fn(&mut Asm),
+) {
     a.jump(libc::BPF_JEQ, IPPROTO_TCP, 0, 2);
     load_dport(a);
     a.ja(tcp);
     a.jump(libc::BPF_JEQ, IPPROTO_UDP, 0, 2);
     load_dport(a);
     a.ja(udp);
-    a.ret(0);
+    a.ret(other);
 }
 
 #[cfg(test)]
@@ -363,6 +387,30 @@ mod tests {
         let prog = program(None, Some(v6), &Admit::All, false);
         assert_eq!(run(&prog, ETH_P_IP, &v4_packet(v4, 6, 80)), 0);
         assert_ne!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 80)), 0);
+    }
+
+    #[test]
+    fn all_but_keeps_only_the_listed_tcp_ports_out() {
+        let (v4, v6) = addrs();
+        let admit = Admit::AllBut {
+            tcp: vec![(80, 80), (8000, 8100)],
+        };
+        let prog = program(Some(v4), Some(v6), &admit, false);
+        for (proto, port, want) in [
+            (6, 80, false),
+            (6, 81, true),
+            (6, 8050, false),
+            (6, 8101, true),
+            (17, 80, true),
+            (1, 80, true), // ICMP
+        ] {
+            let got = run(&prog, ETH_P_IP, &v4_packet(v4, proto, port)) != 0;
+            assert_eq!(got, want, "v4 proto {proto} port {port}");
+            let got = run(&prog, ETH_P_IPV6, &v6_packet(v6, proto, port)) != 0;
+            assert_eq!(got, want, "v6 proto {proto} port {port}");
+        }
+        let other = v4_packet("10.1.2.2".parse().unwrap(), 6, 81);
+        assert_eq!(run(&prog, ETH_P_IP, &other), 0, "other addresses stay out");
     }
 
     #[test]

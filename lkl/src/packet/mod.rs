@@ -168,6 +168,8 @@ pub struct PacketBackend {
     rx_cond: Condvar,
     /// See [`PacketConfig::rx_coalesce`].
     rx_coalesce: Duration,
+    /// The receive ring's mapping, for a forked child to unmap without the receiver's lock.
+    ring_span: Option<(usize, usize)>,
     receiver: Mutex<Receiver>,
     tx_scratch: Mutex<Box<TxScratch>>,
     /// Written to end the rx thread's poll.
@@ -183,6 +185,35 @@ impl PacketBackend {
             &self.sock,
             &filter::program(self.ipv4, self.ipv6, admit, self.drop_outgoing),
         )
+    }
+
+    /// Puts the socket in fanout group `group` (PACKET_FANOUT): the host gives each packet
+    /// to one socket of the group, the same one for every packet of a flow (a hash of its
+    /// addresses and ports; fragments are reassembled first so they hash alike). Processes
+    /// that serve the same listeners split their connections this way.
+    pub fn join_fanout(&self, group: u16) -> io::Result<()> {
+        const PACKET_FANOUT: c_int = 18;
+        const PACKET_FANOUT_HASH: c_int = 0;
+        const PACKET_FANOUT_FLAG_DEFRAG: c_int = 0x8000;
+        let arg: c_int =
+            c_int::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        // SAFETY: PACKET_FANOUT takes an int.
+        unsafe { sys::setsockopt(&self.sock, SOL_PACKET, PACKET_FANOUT, &arg) }
+    }
+
+    /// In a forked child: lets go of the parent's socket, its receive ring (which would
+    /// keep the socket alive and receiving) and its stop eventfd, without locks or threads
+    /// (neither followed the fork). The backend must never be used or dropped afterwards.
+    pub fn forget_in_child(&self) {
+        if let Some((base, len)) = self.ring_span {
+            // SAFETY: the ring's own mapping; nothing in this process reads it again.
+            unsafe { sys::munmap(base as *mut u8, len) };
+        }
+        for fd in [self.sock.raw(), self.stop_fd.raw()] {
+            // SAFETY: descriptors this backend owns; it is never dropped (see above), so
+            // they are not closed twice.
+            unsafe { crate::raw_syscall!(libc::SYS_close, fd) };
+        }
     }
 
     /// The packet-socket features the host kernel lacks or refused, and what the backend

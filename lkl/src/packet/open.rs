@@ -503,6 +503,7 @@ impl PacketBackend {
             rx: Mutex::new(RxState::new()),
             rx_cond: Condvar::new(),
             rx_coalesce: cfg.rx_coalesce,
+            ring_span: ring.as_ref().map(RxRing::span),
             receiver: Mutex::new(Receiver::new(ring)),
             tx_scratch: Mutex::new(TxScratch::new()),
             stop_fd: sys::eventfd().map_err(host("eventfd"))?,

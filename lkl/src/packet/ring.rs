@@ -214,6 +214,13 @@ impl RxRing {
     }
 }
 
+impl RxRing {
+    /// The mapping: start address and length.
+    pub(super) fn span(&self) -> (usize, usize) {
+        (self.base as usize, self.frames * self.frame_size)
+    }
+}
+
 impl Drop for RxRing {
     fn drop(&mut self) {
         // SAFETY: the mapping is ours and no frame borrow outlives &self.

@@ -1,0 +1,181 @@
+//! Pre-fork servers: a child forked by a process that runs LKL. fork(2) copies the parent's
+//! kernel but none of its threads, so the child forgets it (`Kernel::forget_after_fork`) and
+//! boots a kernel of its own when it first needs one. The parent's listeners are made again
+//! in it, under the same fd numbers, with the options the program set, the same address and
+//! backlog; so nginx's workers, gunicorn's, or any child that accepts on an inherited
+//! listener serve. Connected sockets cannot follow (their TCP state is the parent's): they
+//! give EBADF in the child.
+//!
+//! The processes split the listeners' connections through one PACKET_FANOUT group on the
+//! host interface: the host hands each packet to one member, the same for every packet of a
+//! flow. A child joins when it makes the listeners again (it uses one); the parent, which
+//! may never accept (nginx's master), keeps their ports out of its own socket's filter from
+//! its first fork on, and joins the group instead once it accepts.
+//!
+//! The child's packet socket is opened in the fork handler, while the child still has the
+//! parent's privileges (servers drop them after forking); the rest of its set-up waits for
+//! the boot.
+
+use std::os::fd::IntoRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use lkl::locks::lock;
+
+use crate::boot::ChildBoot;
+use crate::objects::{Object, Socket};
+use crate::{fdtable, kernel, tcpinfo};
+
+/// The fanout group of this program's processes: the pid of the first that forked with
+/// listeners (0: none yet), so two programs on one interface do not share a group.
+static GROUP: AtomicU32 = AtomicU32::new(0);
+/// This process is in the group.
+static IN_GROUP: AtomicBool = AtomicBool::new(false);
+/// This process accepted on a listener before it first forked (it serves them itself).
+static ACCEPTED: AtomicBool = AtomicBool::new(false);
+
+/// Registers the fork handlers (before `main`).
+pub fn register() {
+    kernel::after_child_boot(make_listeners_again);
+    // SAFETY: registers plain functions with no captured state.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(in_parent), Some(in_child)) };
+}
+
+extern "C" fn prepare() {
+    fdtable::hold_for_fork();
+}
+
+/// The parent's listeners are served by its children from now on, unless it serves them
+/// itself: then it joins their group.
+extern "C" fn in_parent() {
+    fdtable::release_after_fork();
+    if !kernel::booted() || GROUP.load(Ordering::Relaxed) != 0 || fdtable::listeners().is_empty() {
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    GROUP.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+    if ACCEPTED.load(Ordering::Relaxed) {
+        join_group();
+    } else {
+        kernel::ownership().set_served_elsewhere(true);
+    }
+}
+
+/// Runs in the child, its only thread: lets go of the parent's kernel and packet socket,
+/// and opens the child's socket if it has listeners to serve.
+extern "C" fn in_child() {
+    fdtable::release_after_fork();
+    let Some(parent) = kernel::forget_in_child() else {
+        return;
+    };
+    IN_GROUP.store(false, Ordering::Relaxed);
+    parent.backend.forget_in_child();
+    fdtable::forget_epoll_sides();
+    if fdtable::listeners().is_empty() {
+        return;
+    }
+    if GROUP.load(Ordering::Relaxed) == 0 {
+        // The parent's handler sets the same value there.
+        // SAFETY: getppid has no preconditions.
+        GROUP.store(unsafe { libc::getppid() } as u32, Ordering::Relaxed);
+    }
+    let sock = lkl::packet::open_socket(&kernel::config().net.host_if)
+        .ok()
+        .map(IntoRawFd::into_raw_fd);
+    if let Some(fd) = sock {
+        // Not for the programs the child may exec.
+        // SAFETY: F_SETFD on our own descriptor.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    kernel::boot_as_child(ChildBoot { sock });
+}
+
+/// After a forked child's boot: makes each inherited listener again in the child's kernel
+/// and joins the group that serves them.
+fn make_listeners_again() {
+    let mut made = 0;
+    for (fd, old) in fdtable::listeners() {
+        let sock = old.socket().expect("listeners are sockets");
+        if !sock.stale() {
+            continue;
+        }
+        match make_again(sock) {
+            Ok(new) => {
+                fdtable::replace(&old, Object::Socket(new));
+                made += 1;
+            }
+            Err(e) => log::warn!(
+                "fd {fd}: cannot make the parent's listener again in this child's kernel: {e}"
+            ),
+        }
+    }
+    if made > 0 {
+        join_group();
+        log::debug!("forked child: {made} listener(s) made again");
+    }
+}
+
+/// A listener like `old` (of the parent's kernel) in this process's kernel.
+fn make_again(old: &Socket) -> Result<Socket, lkl::Errno> {
+    let made = old.made;
+    let (backlog, addr) = {
+        let listening = lock(&old.listening);
+        let l = listening.as_ref().expect("listeners only");
+        (l.backlog, l.addr.clone())
+    };
+    let k = kernel::kernel();
+    let fd = k.socket(
+        made.domain as u32,
+        (made.kind | libc::SOCK_NONBLOCK) as u32,
+        made.protocol as u32,
+    )?;
+    let new = Socket::new(fd, old.stream, old.nonblocking(), made, None);
+    for (level, name, value) in lock(&old.options).iter() {
+        k.setsockopt(fd, *level as u32, *name as u32, value)?;
+        lock(&new.options).push((*level, *name, value.clone()));
+    }
+    // SAFETY: the address getsockname gave the parent, with its length.
+    unsafe {
+        kernel::call(
+            lkl::sys::__NR_bind,
+            [
+                fd as libc::c_long,
+                addr.as_ptr() as libc::c_long,
+                addr.len() as libc::c_long,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    k.listen(fd, backlog)?;
+    crate::placement::listening(&new, backlog)?;
+    tcpinfo::log("made again", fd);
+    Ok(new)
+}
+
+/// This process waits for connections on a listener (accept): after a fork it serves them
+/// with the others.
+pub fn serving() {
+    if IN_GROUP.load(Ordering::Relaxed) {
+        return;
+    }
+    if GROUP.load(Ordering::Relaxed) == 0 {
+        ACCEPTED.store(true, Ordering::Relaxed);
+        return;
+    }
+    join_group();
+    kernel::ownership().set_served_elsewhere(false);
+}
+
+fn join_group() {
+    if IN_GROUP.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let group = GROUP.load(Ordering::Relaxed) as u16;
+    if let Err(e) = kernel::backend().join_fanout(group) {
+        log::warn!(
+            "cannot join the packet fanout group {group} that splits connections between \
+             this program's processes ({e}); this process may not get any"
+        );
+    }
+}
