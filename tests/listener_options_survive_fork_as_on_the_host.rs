@@ -9,14 +9,14 @@
 //! the listener's options.
 
 mod common;
+mod host_diff;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::{mpsc, OnceLock};
-use std::thread;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
+use host_diff::{diff, run_limited, tail};
 use lkl_rig::Topology;
 
 /// The program's own watchdog (alarm) fires at 50 s (40 s in the child); this one only catches a process that
@@ -29,73 +29,6 @@ fn fork_listener_options() -> PathBuf {
     BUILT
         .get_or_init(|| build_c("fork_listener_options", CSource::File))
         .clone()
-}
-
-/// Runs `cmd` to completion (killed after `RUN_LIMIT`), stdout and stderr captured.
-fn run(mut cmd: Command) -> Output {
-    let child = cmd.spawn().expect("spawn fork_listener_options");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_LIMIT) {
-        Ok(out) => out.expect("wait for fork_listener_options"),
-        Err(_) => {
-            // SAFETY: kill(2) on our child, which has not been reaped (the waiter is stuck).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            let out = rx.recv().expect("waiter").expect("wait");
-            panic!(
-                "fork_listener_options did not finish within {RUN_LIMIT:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The first differing lines of two outputs, with a little context, as "host / lkl" pairs.
-fn diff(host: &str, lkl: &str) -> Option<String> {
-    let (h, l): (Vec<&str>, Vec<&str>) = (host.lines().collect(), lkl.lines().collect());
-    let first = (0..h.len().max(l.len())).find(|&i| h.get(i) != l.get(i))?;
-    let mut text = String::new();
-    let context = first.saturating_sub(3);
-    for (i, line) in h.iter().enumerate().take(first).skip(context) {
-        text += &format!("  {:>4}   {line}\n", i + 1);
-    }
-    let mut shown = 0;
-    for i in first..h.len().max(l.len()) {
-        if h.get(i) == l.get(i) {
-            continue;
-        }
-        let show = |s: Option<&&str>| s.map_or("(no line)".to_string(), |s| s.to_string());
-        text += &format!(
-            "  {:>4} host: {}\n       lkl:  {}\n",
-            i + 1,
-            show(h.get(i)),
-            show(l.get(i))
-        );
-        shown += 1;
-        if shown == 30 {
-            text += "  ...\n";
-            break;
-        }
-    }
-    let differing = (0..h.len().max(l.len()))
-        .filter(|&i| h.get(i) != l.get(i))
-        .count();
-    Some(format!(
-        "{differing} of {} lines differ (host {} lines, lkl {}); from line {}:\n{text}",
-        h.len().max(l.len()),
-        h.len(),
-        l.len(),
-        first + 1
-    ))
 }
 
 /// Lines the host run must print in either mode: the options as Linux reports them, in the
@@ -151,7 +84,11 @@ fn compare_with_host(extra: &[&str], key_lines: &[&[&str]]) {
     let (host_v4, host_v6) = (a.host_v4.to_string(), a.host_v6.to_string());
     let mut args = vec![host_v4.as_str(), host_v6.as_str()];
     args.extend(extra);
-    let host = run(command_in(ns, prog, &args, &[]));
+    let host = run_limited(
+        command_in(ns, prog, &args, &[]),
+        RUN_LIMIT,
+        "fork_listener_options",
+    );
     let host_out = String::from_utf8_lossy(&host.stdout).into_owned();
     assert!(
         host.status.success(),
@@ -170,7 +107,11 @@ fn compare_with_host(extra: &[&str], key_lines: &[&[&str]]) {
     let (lkl_v4, lkl_v6) = (a.lkl_v4.to_string(), a.lkl_v6.to_string());
     let mut args = vec![lkl_v4.as_str(), lkl_v6.as_str()];
     args.extend(extra);
-    let lkl = run(command_in(ns, prog, &args, &lkl_env(&topo)));
+    let lkl = run_limited(
+        command_in(ns, prog, &args, &lkl_env(&topo)),
+        RUN_LIMIT,
+        "fork_listener_options",
+    );
     let lkl_out = String::from_utf8_lossy(&lkl.stdout).into_owned();
     if let Some(d) = diff(&host_out, &lkl_out) {
         panic!(

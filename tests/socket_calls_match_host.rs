@@ -4,15 +4,17 @@
 //! is LKL's own), the two outputs must be identical.
 
 mod common;
+mod host_diff;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
 use common::*;
+use host_diff::{diff, run_limited, tail};
 use lkl_rig::Topology;
 
 /// The program's own watchdog (alarm) fires at 40 s; this one only catches a process that
@@ -28,29 +30,6 @@ fn socket_calls() -> PathBuf {
         .clone()
 }
 
-/// Runs `cmd` to completion (killed after `RUN_LIMIT`), stdout and stderr captured.
-fn run(mut cmd: Command) -> Output {
-    let child = cmd.spawn().expect("spawn socket_calls");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_LIMIT) {
-        Ok(out) => out.expect("wait for socket_calls"),
-        Err(_) => {
-            // SAFETY: kill(2) on our child, which has not been reaped (the waiter is stuck).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            let out = rx.recv().expect("waiter").expect("wait");
-            panic!(
-                "socket_calls did not finish within {RUN_LIMIT:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 fn checked_stdout(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -61,50 +40,6 @@ fn checked_stdout(out: &Output, what: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The first differing lines of two outputs, with a little context, as "host / lkl" pairs.
-fn diff(host: &str, lkl: &str) -> Option<String> {
-    let (h, l): (Vec<&str>, Vec<&str>) = (host.lines().collect(), lkl.lines().collect());
-    let first = (0..h.len().max(l.len())).find(|&i| h.get(i) != l.get(i))?;
-    let mut text = String::new();
-    let context = first.saturating_sub(3);
-    for (i, line) in h.iter().enumerate().take(first).skip(context) {
-        text += &format!("  {:>4}   {line}\n", i + 1);
-    }
-    let mut shown = 0;
-    for i in first..h.len().max(l.len()) {
-        if h.get(i) == l.get(i) {
-            continue;
-        }
-        let show = |s: Option<&&str>| s.map_or("(no line)".to_string(), |s| s.to_string());
-        text += &format!(
-            "  {:>4} host: {}\n       lkl:  {}\n",
-            i + 1,
-            show(h.get(i)),
-            show(l.get(i))
-        );
-        shown += 1;
-        if shown == 25 {
-            text += "  ...\n";
-            break;
-        }
-    }
-    let differing = (0..h.len().max(l.len()))
-        .filter(|&i| h.get(i) != l.get(i))
-        .count();
-    Some(format!(
-        "{differing} of {} lines differ (host {} lines, lkl {}); from line {}:\n{text}",
-        h.len().max(l.len()),
-        h.len(),
-        l.len(),
-        first + 1
-    ))
 }
 
 /// Lines of checks whose result the host stack must give; they keep the comparison from
@@ -147,7 +82,7 @@ fn socket_calls_print_the_same_on_lkl_as_on_the_host() {
     let topo = venet();
     let ns = topo.container_ns();
 
-    let host = run(command_in(ns, prog, &[], &[]));
+    let host = run_limited(command_in(ns, prog, &[], &[]), RUN_LIMIT, "socket_calls");
     let host = checked_stdout(&host, "on the host stack");
     let lines = host.lines().count();
     assert!(lines >= 400, "only {lines} lines on the host:\n{host}");
@@ -158,7 +93,11 @@ fn socket_calls_print_the_same_on_lkl_as_on_the_host() {
         );
     }
 
-    let lkl = run(command_in(ns, prog, &[], &all_sockets_in_lkl(&topo)));
+    let lkl = run_limited(
+        command_in(ns, prog, &[], &all_sockets_in_lkl(&topo)),
+        RUN_LIMIT,
+        "socket_calls",
+    );
     let lkl_out = String::from_utf8_lossy(&lkl.stdout).into_owned();
     if let Some(d) = diff(&host, &lkl_out) {
         panic!(

@@ -45,37 +45,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *section = "start";
+#include "report.h"
+
 static struct in_addr addr4;
 static struct in6_addr addr6;
-
-static void say(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", section);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
-
-static const char *errname(int e) {
-    static char other[32];
-    switch (e) {
-    case 0: return "0";
-#define E(x) case x: return #x;
-        E(EPERM) E(ENOENT) E(EINTR) E(EIO) E(EBADF) E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT)
-        E(EBUSY) E(EEXIST) E(ENODEV) E(EINVAL) E(ENFILE) E(EMFILE) E(ENOTTY) E(EPIPE)
-        E(ENOSYS) E(ENOTSOCK) E(EOPNOTSUPP) E(ENOPROTOOPT) E(EAFNOSUPPORT) E(EADDRINUSE)
-        E(EADDRNOTAVAIL) E(ENETDOWN) E(ENETUNREACH) E(ECONNABORTED) E(ECONNRESET) E(ENOBUFS)
-        E(EISCONN) E(ENOTCONN) E(ETIMEDOUT) E(ECONNREFUSED) E(EHOSTUNREACH) E(EALREADY)
-        E(EINPROGRESS)
-#undef E
-    default:
-        snprintf(other, sizeof other, "errno%d", e);
-        return other;
-    }
-}
 
 /* "ADDR4", "ADDR6", "::ffff:ADDR4", a wildcard, or the literal address for anything else. */
 static const char *addr_str(const struct sockaddr_storage *ss) {

@@ -59,38 +59,7 @@ int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 #define SHORT_MS 100 /* timeouts that must expire */
 #define LONG_MS 5000 /* timeouts for events that will come */
 
-static const char *section = "start";
-
-/* ---------- output ---------- */
-
-static void say(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", section);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
-
-static const char *errname(int e) {
-    static char other[32];
-    switch (e) {
-    case 0: return "0";
-#define E(x) case x: return #x;
-        E(EPERM) E(ENOENT) E(EINTR) E(EIO) E(EBADF) E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT)
-        E(EBUSY) E(EEXIST) E(ENODEV) E(ENOTDIR) E(EINVAL) E(ENFILE) E(EMFILE) E(ENOTTY)
-        E(ESPIPE) E(EPIPE) E(ERANGE) E(ENOSYS) E(ENOTSOCK) E(EDESTADDRREQ) E(EMSGSIZE)
-        E(EPROTOTYPE) E(ENOPROTOOPT) E(EPROTONOSUPPORT) E(ESOCKTNOSUPPORT) E(EOPNOTSUPP)
-        E(EPFNOSUPPORT) E(EAFNOSUPPORT) E(EADDRINUSE) E(EADDRNOTAVAIL) E(ENETDOWN)
-        E(ENETUNREACH) E(ECONNABORTED) E(ECONNRESET) E(ENOBUFS) E(EISCONN) E(ENOTCONN)
-        E(ETIMEDOUT) E(ECONNREFUSED) E(EHOSTUNREACH) E(EALREADY) E(EINPROGRESS)
-#undef E
-    default:
-        snprintf(other, sizeof other, "errno%d", e);
-        return other;
-    }
-}
+#include "report.h"
 
 /* "what: ok" for a new fd (its number is never printed), or "what: -1 ENAME". */
 static int fd_ok(const char *what, int fd) {
