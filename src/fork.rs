@@ -153,8 +153,8 @@ fn make_again(old: &Socket) -> Result<Socket, lkl::Errno> {
     Ok(new)
 }
 
-/// This process waits for connections on a listener (accept): after a fork it serves them
-/// with the others.
+/// This process waits for connections on a listener (accept, or poll/epoll with it in the
+/// set): after a fork it serves them with the others.
 pub fn serving() {
     if IN_GROUP.load(Ordering::Relaxed) {
         return;

@@ -103,6 +103,11 @@ impl Socket {
     pub fn set_listening(&self, port: u16) {
         self.listen_port.store(port, Ordering::Relaxed);
     }
+
+    /// Whether it listens (in LKL).
+    pub fn is_listening(&self) -> bool {
+        self.listen_port.load(Ordering::Relaxed) != 0
+    }
 }
 
 impl Drop for Socket {

@@ -17,7 +17,7 @@ use crate::ffi::{host_result, read_user_slice, write_user_slice, SysResult};
 use crate::notify::{with_thread_eventfd, Notifier};
 use crate::sigmask::Held;
 use crate::time::{timespec, Deadline};
-use crate::{busy, host, kernel};
+use crate::{busy, fork, host, kernel};
 
 /// LKL's poll of `fds` (LKL numbers) without waiting; fills revents.
 pub fn lkl_poll_now(fds: &mut [pollfd]) -> SysResult<usize> {
@@ -97,6 +97,13 @@ pub fn poll(
     } = split(fds, fdtable::socket);
     if ours.is_empty() && invalid.is_empty() {
         return host_poll(fds, timeout, mask).map(|n| n as c_int);
+    }
+    // A process that waits on a listener serves it (after a fork, with the others).
+    if ours
+        .iter()
+        .any(|(_, e)| e.socket().is_some_and(|s| s.is_listening()))
+    {
+        fork::serving();
     }
     let mut lkl_fds: Vec<pollfd> = ours
         .iter()

@@ -106,3 +106,45 @@ fn exec_closes_lkl_socket_numbers_and_the_new_program_boots_its_own() {
         "inheritable: True\nold fd: Bad file descriptor\nnew kernel listens: True\n"
     );
 }
+
+/// A single-process server that forks a helper before it first waits for connections: its
+/// epoll set holds the listener, so it serves them itself (a parent that never waits on its
+/// listeners leaves them to its children).
+const HELPER_PROGRAM: &str = r#"
+import os, selectors, socket, sys, time
+s = socket.socket()
+s.bind((sys.argv[1], 8082))
+s.listen(4)
+s.setblocking(False)
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.2)
+    os._exit(0)
+sel = selectors.EpollSelector()
+sel.register(s, selectors.EVENT_READ)
+sel.select()
+c, _ = s.accept()
+c.setblocking(True)
+c.sendall(b"served by the parent\n")
+c.close()
+os.waitpid(pid, 0)
+print("served", flush=True)
+"#;
+
+#[test]
+fn a_server_that_forks_a_helper_before_waiting_still_gets_its_connections() {
+    let topo = venet();
+    let addr = lkl_v4(&topo, 8082);
+    let cmd = command_in(
+        topo.container_ns(),
+        "/usr/bin/python3",
+        &["-c", HELPER_PROGRAM, &addr.ip().to_string()],
+        &lkl_env(&topo),
+    );
+    let mut server = Server::spawn(cmd, "server with a helper");
+    server.wait_listening(topo.peer_ns(), addr, Duration::from_secs(20));
+    let status = server.wait_for_exit(Duration::from_secs(10));
+    let output = server.output();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("served"), "{output}");
+}

@@ -8,7 +8,7 @@ use lkl::Errno;
 
 use super::{chk_fail, host_call};
 use crate::ffi::{hook, read_user, read_user_slice, write_user_slice, SysResult};
-use crate::{epoll, fdtable, poll, time};
+use crate::{epoll, fdtable, fork, poll, time};
 
 /// A poll-style millisecond timeout (negative: forever).
 fn from_ms(ms: c_int) -> Option<Duration> {
@@ -145,8 +145,13 @@ pub extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll
             }
             host_call!(epoll_ctl(epfd, op, fd, event))
         }
-        // SAFETY: the caller's event, as for epoll_ctl.
-        Some(sock) => unsafe { epoll::ctl(epfd, op, &sock, event) },
+        Some(sock) => {
+            if op != libc::EPOLL_CTL_DEL && sock.socket().is_some_and(|s| s.is_listening()) {
+                fork::serving();
+            }
+            // SAFETY: the caller's event, as for epoll_ctl.
+            unsafe { epoll::ctl(epfd, op, &sock, event) }
+        }
     })
 }
 
