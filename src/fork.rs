@@ -10,7 +10,8 @@
 //! host interface: the host hands each packet to one member, the same for every packet of a
 //! flow. A child joins when it makes the listeners again (it uses one); the parent, which
 //! may never accept (nginx's master), keeps their ports out of its own socket's filter from
-//! its first fork on, and joins the group instead once it accepts.
+//! its first fork on, and joins the group instead once it waits on a listener (accept, poll,
+//! epoll).
 //!
 //! The child's packet socket is opened in the fork handler, while the child still has the
 //! parent's privileges (servers drop them after forking); the rest of its set-up waits for
@@ -30,7 +31,7 @@ use crate::{fdtable, kernel, tcpinfo};
 static GROUP: AtomicU32 = AtomicU32::new(0);
 /// This process is in the group.
 static IN_GROUP: AtomicBool = AtomicBool::new(false);
-/// This process accepted on a listener before it first forked (it serves them itself).
+/// This process waited on a listener before it first forked (it serves them itself).
 static ACCEPTED: AtomicBool = AtomicBool::new(false);
 
 /// Registers the fork handlers (before `main`).
@@ -83,8 +84,8 @@ extern "C" fn in_child() {
         .map(IntoRawFd::into_raw_fd);
     if let Some(fd) = sock {
         // Not for the programs the child may exec.
-        // SAFETY: F_SETFD on our own descriptor.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // SAFETY: F_SETFD on our own descriptor; a raw call, as suits a fork handler.
+        unsafe { lkl::raw_syscall!(libc::SYS_fcntl, fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     kernel::boot_as_child(ChildBoot { sock });
 }
