@@ -185,7 +185,9 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
     } else {
         policy.firewall
     };
-    let firewall = Firewall::new(mode, &net.host_if, net.ip, net.ipv6);
+    let mut firewall = Firewall::new(mode, &net.host_if, net.ip, net.ipv6);
+    // Pre-fork servers: the rules stay while any process forked from this one serves.
+    firewall.follow_forks();
     let ownership = Ownership::new(
         policy.clone(),
         net.ip,

@@ -54,6 +54,7 @@ extern "C" fn in_parent() {
     }
     // SAFETY: getpid has no preconditions.
     GROUP.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+    kernel::ownership().leave_firewall_to_children();
     if ACCEPTED.load(Ordering::Relaxed) {
         join_group();
     } else {

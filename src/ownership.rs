@@ -247,6 +247,12 @@ impl Ownership {
         self.firewall.add(proto, &added, &st.tcp, &st.udp);
     }
 
+    /// Processes forked from this one serve the listeners: this one's exit leaves the rules
+    /// to the watchdog, which removes them once all have ended.
+    pub fn leave_firewall_to_children(&self) {
+        self.firewall.leave_removal_to_watchdog();
+    }
+
     /// Removes the firewall rules (at exit).
     pub fn remove_firewall(&self) {
         self.firewall.remove();

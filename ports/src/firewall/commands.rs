@@ -219,6 +219,9 @@ mod tests {
             v4,
             v6,
             pid: 4242,
+            follow_forks: false,
+            forks_watched: Default::default(),
+            removal_left_to_watchdog: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@ mod watchdog;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::policy::{FirewallMode, PortSet};
 
@@ -67,6 +68,14 @@ pub struct Firewall {
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
     pid: u32,
+    /// The rules stay until this process and every process forked from it have ended (see
+    /// [`follow_forks`](Self::follow_forks)).
+    follow_forks: bool,
+    /// The watchdog also waits for the processes forked from this one.
+    forks_watched: AtomicBool,
+    /// Set once processes forked from this one serve with the rules: the exit of this one
+    /// leaves them to the watchdog.
+    removal_left_to_watchdog: AtomicBool,
 }
 
 /// The warning when no tool can make the rules.
@@ -172,6 +181,9 @@ impl Firewall {
             v4,
             v6,
             pid: std::process::id(),
+            follow_forks: false,
+            forks_watched: AtomicBool::new(false),
+            removal_left_to_watchdog: AtomicBool::new(false),
         }
     }
 
@@ -180,6 +192,24 @@ impl Firewall {
         match self.tool {
             Tool::Nft(_) => table_name(&self.ifname, self.pid),
             Tool::Iptables { .. } => chain_name(&self.ifname, self.pid),
+        }
+    }
+
+    /// Keeps the rules, once installed, until this process and every process forked from it
+    /// (which may serve the same ports: pre-fork servers) have ended: the forks inherit a
+    /// pipe the watchdog also waits on. For a program's own process, not for a launcher that
+    /// execs the program (the pipe is close-on-exec).
+    pub fn follow_forks(&mut self) {
+        self.follow_forks = true;
+    }
+
+    /// Processes forked from this one serve with the rules: this one's exit does not remove
+    /// them, the watchdog does once they have all ended (with [`follow_forks`]).
+    ///
+    /// [`follow_forks`]: Self::follow_forks
+    pub fn leave_removal_to_watchdog(&self) {
+        if self.forks_watched.load(Ordering::Relaxed) {
+            self.removal_left_to_watchdog.store(true, Ordering::Relaxed);
         }
     }
 
@@ -277,7 +307,7 @@ impl Firewall {
 
     /// Removes this instance's rules (at exit).
     pub fn remove(&self) {
-        if self.action == Action::Run {
+        if self.action == Action::Run && !self.removal_left_to_watchdog.load(Ordering::Relaxed) {
             for c in self.remove_commands(&self.name()) {
                 self.run_quiet(&c);
             }

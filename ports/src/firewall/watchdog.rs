@@ -106,26 +106,63 @@ fn wait_for_proc_end(stat: &std::ffi::CStr, start: u64) {
     }
 }
 
-/// Closes every descriptor but `keep` (-1: none), as the watchdog must before it waits: with
-/// close_range, or where the kernel lacks it (before 5.9) one by one below `limit`. Raw calls
-/// only: the watchdog calls it after its fork.
-fn close_all_but(keep: i32, limit: i32) {
-    // SAFETY: closing descriptor numbers is memory-safe.
-    let ranged = unsafe {
-        let below = if keep > 0 {
-            lkl::raw_syscall!(libc::SYS_close_range, 0, keep - 1, 0)
-        } else {
-            0
-        };
-        let above = lkl::raw_syscall!(libc::SYS_close_range, keep + 1, u32::MAX, 0);
-        below == 0 && above == 0
-    };
+/// Closes every descriptor but those in `keep` (-1 entries are none), as the watchdog must
+/// before it waits: with close_range, or where the kernel lacks it (before 5.9) one by one
+/// below `limit`. Raw calls only: the watchdog calls it after its fork.
+fn close_all_but(keep: [i32; 2], limit: i32) {
+    let mut keep = keep;
+    keep.sort_unstable();
+    // The ranges between the kept numbers: [0, k0), (k0, k1), (k1, max].
+    let mut ranged = true;
+    let mut from: i64 = 0;
+    for k in keep
+        .iter()
+        .copied()
+        .filter(|&k| k >= 0)
+        .map(i64::from)
+        .chain([1 << 32])
+    {
+        if k > from {
+            let to = (k - 1).min(i64::from(u32::MAX));
+            // SAFETY: closing descriptor numbers is memory-safe.
+            ranged &= unsafe { lkl::raw_syscall!(libc::SYS_close_range, from, to, 0) } == 0;
+        }
+        from = k + 1;
+    }
     if !ranged {
-        for fd in (0..limit).filter(|&fd| fd != keep) {
+        for fd in (0..limit).filter(|fd| !keep.contains(fd)) {
             // SAFETY: as above.
             unsafe { lkl::raw_syscall!(libc::SYS_close, fd) };
         }
     }
+}
+
+/// Waits until no process holds the write end of the pipe whose read end is `fd` (poll
+/// reports a hangup): this process and every one forked from it have ended. Raw calls only.
+fn wait_for_holders(fd: i32) -> WaitEnd {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    wait_for_end(|| {
+        // SAFETY: one live pollfd, no timeout, no mask.
+        let n =
+            unsafe { lkl::raw_syscall!(libc::SYS_ppoll, std::ptr::from_mut(&mut p), 1, 0, 0, 0) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(n)
+        }
+    })
+}
+
+/// A close-on-exec pipe for [`wait_for_holders`]: (read end, write end), or None.
+fn holders_pipe() -> Option<(i32, i32)> {
+    let mut fds = [-1i32; 2];
+    // SAFETY: pipe2 writes two descriptors into a live array.
+    let rc = unsafe { lkl::raw_syscall!(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    (rc == 0).then_some((fds[0], fds[1]))
 }
 
 /// How the watchdog will watch process `pid` (this one): a pidfd where the kernel has
@@ -162,7 +199,9 @@ fn open_file_limit() -> i32 {
 
 impl Firewall {
     /// A process that outlives this one by a moment: it waits for this process to end, however
-    /// it ends, and removes the rules. It holds no descriptor of ours but a pidfd, is in its
+    /// it ends (with `follow_forks`, then for every process forked from it too, through a
+    /// pipe whose write end they inherit), and removes the rules. It holds no descriptor of
+    /// ours but a pidfd and that pipe's read end, is in its
     /// own session (so a terminal's ^C reaches the program, not it), and is no child of the
     /// program's (an intermediate process exits at once), so it cannot confuse waitpid(-1).
     /// Should the wait itself fail, it says so on our stderr and exits, leaving the rules to
@@ -198,10 +237,18 @@ impl Firewall {
             );
             return;
         };
-        let keep = match watch {
+        let pidfd = match watch {
             Watch::Pidfd(fd) => fd,
             Watch::Proc { .. } => -1,
         };
+        // The write end stays open in this process, and in every process forked from it,
+        // until it ends: the watchdog's read end then hangs up.
+        let holders = if self.follow_forks {
+            holders_pipe()
+        } else {
+            None
+        };
+        let holders_read = holders.map_or(-1, |(r, _)| r);
         let fd_limit = open_file_limit();
         // SAFETY: a raw fork (no atfork handlers run); the children make only raw system calls
         // on data prepared above, then exec or exit, as is required after fork in a threaded
@@ -211,7 +258,7 @@ impl Firewall {
             if child == 0 {
                 lkl::raw_syscall!(libc::SYS_setsid);
                 if lkl::raw_syscall!(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) == 0 {
-                    close_all_but(keep, fd_limit);
+                    close_all_but([pidfd, holders_read], fd_limit);
                     let end = match &watch {
                         Watch::Pidfd(pidfd) => {
                             let mut p = libc::pollfd {
@@ -239,6 +286,10 @@ impl Firewall {
                             wait_for_proc_end(stat, *start);
                             WaitEnd::Ended
                         }
+                    };
+                    let end = match end {
+                        WaitEnd::Ended if holders_read >= 0 => wait_for_holders(holders_read),
+                        end => end,
                     };
                     match end {
                         WaitEnd::Ended => {
@@ -270,6 +321,15 @@ impl Firewall {
             }
             if let Watch::Pidfd(pidfd) = watch {
                 lkl::raw_syscall!(libc::SYS_close, pidfd);
+            }
+            if let Some((read, write)) = holders {
+                lkl::raw_syscall!(libc::SYS_close, read);
+                if child > 0 {
+                    self.forks_watched
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    lkl::raw_syscall!(libc::SYS_close, write);
+                }
             }
         }
     }
