@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_long};
 use std::sync::Arc;
 
 use lkl::netdev::NetBackend;
-use lkl::packet::{PacketBackend, PacketConfig};
+use lkl::packet::{PacketBackend, PacketConfig, Split, Take};
 use lkl::{BootOptions, InterfaceConfig, Ipv4Net, Ipv6Net, Kernel};
 
 use crate::config::HijackConfig;
@@ -22,6 +22,8 @@ pub struct ChildBoot {
     /// privileges; `None` if that failed (the boot then opens one itself and says why if it
     /// cannot).
     pub sock: Option<c_int>,
+    /// The ports of the listeners it serves with the others.
+    pub listeners: Vec<u16>,
 }
 
 /// The kernel's way to the host network: the packet device and the ports LKL owns on it.
@@ -55,6 +57,12 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
     let policy = &cfg.policy;
     let shared = ownership::is_shared(net.ip, net.ipv6);
     let (tcp, udp) = ownership::initial_ports(policy);
+    // A child serves the parent's listeners with the other processes from the first packet.
+    let split = child.map(|c| Split {
+        listeners: c.listeners.clone(),
+        take: Take::Established,
+        serving: c.listeners.clone(),
+    });
     // Opened while the kernel boots: the host makes the socket's setup wait.
     let opening = PacketBackend::open_in_background(
         PacketConfig {
@@ -63,6 +71,7 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
             ipv6: net.ipv6,
             next_hop: net.gateway,
             admit: ownership::admit(shared, &tcp, &udp),
+            split: split.clone(),
             offload: net.offload,
             rx_ring: true,
             rx_coalesce: std::time::Duration::from_micros(net.rx_usecs.into()),
@@ -195,6 +204,7 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
         shared,
         Arc::clone(&backend),
         firewall,
+        split.as_ref(),
     );
     log::debug!(
         "booted Linux in {:.1} ms: {} on host {} ({:?}, {:?}){}",

@@ -6,24 +6,26 @@
 //! listener serve. Connected sockets cannot follow (their TCP state is the parent's): they
 //! give EBADF in the child.
 //!
-//! The processes split the listeners' connections through one PACKET_FANOUT group on the
-//! host interface: the host hands each packet to one member, the same for every packet of a
-//! flow. A child joins when it makes the listeners again (it uses one); the parent, which
-//! may never accept (nginx's master), keeps their ports out of its own socket's filter from
-//! its first fork on, and joins the group instead once it waits on a listener (accept, poll,
-//! epoll).
+//! The processes that serve split the listeners' connections (`lkl::packet`'s share.rs):
+//! the host deals new ones out through a PACKET_FANOUT group, and every other segment of
+//! theirs reaches each serving process, whose kernel takes those of its own connections. A
+//! child serves from its boot and joins the group when it makes the listeners again; the
+//! parent, which may never accept (nginx's master), keeps their ports out of its own
+//! socket's filter from its first fork on, and joins the group instead once it waits on a
+//! listener (accept, poll, epoll). A process whose last listener closes leaves the group.
 //!
-//! The child's packet socket is opened in the fork handler, while the child still has the
-//! parent's privileges (servers drop them after forking); the rest of its set-up waits for
-//! the boot.
+//! Packet sockets are opened in the fork handlers, while the processes still have the
+//! parent's privileges (servers drop them after forking): the child's own and each process's
+//! socket for the group. The rest of a child's set-up waits for its boot.
 
-use std::os::fd::IntoRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use lkl::locks::lock;
 
 use crate::boot::ChildBoot;
 use crate::objects::{Object, Socket};
+use crate::ownership::Sharing;
 use crate::{fdtable, kernel, tcpinfo};
 
 /// The fanout group of this program's processes: the pid of the first that forked with
@@ -33,6 +35,9 @@ static GROUP: AtomicU32 = AtomicU32::new(0);
 static IN_GROUP: AtomicBool = AtomicBool::new(false);
 /// This process waited on a listener before it first forked (it serves them itself).
 static ACCEPTED: AtomicBool = AtomicBool::new(false);
+/// The packet socket this process will join the group with, opened in a fork handler
+/// (-1: none).
+static GROUP_SOCK: AtomicI32 = AtomicI32::new(-1);
 
 /// Registers the fork handlers (before `main`).
 pub fn register() {
@@ -55,10 +60,11 @@ extern "C" fn in_parent() {
     // SAFETY: getpid has no preconditions.
     GROUP.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
     kernel::ownership().leave_firewall_to_children();
+    open_group_socket();
     if ACCEPTED.load(Ordering::Relaxed) {
         join_group();
     } else {
-        kernel::ownership().set_served_elsewhere(true);
+        kernel::ownership().share_listeners(Sharing::ServedElsewhere);
     }
 }
 
@@ -71,8 +77,17 @@ extern "C" fn in_child() {
     };
     IN_GROUP.store(false, Ordering::Relaxed);
     parent.backend.forget_in_child();
+    let parents = GROUP_SOCK.swap(-1, Ordering::Relaxed);
+    if parents >= 0 {
+        // SAFETY: the parent's unused group socket, inherited; nothing here uses it.
+        unsafe { lkl::raw_syscall!(libc::SYS_close, parents) };
+    }
     fdtable::forget_epoll_sides();
-    if fdtable::listeners().is_empty() {
+    let listeners: Vec<u16> = fdtable::listeners()
+        .iter()
+        .filter_map(|(_, l)| l.socket().map(Socket::listen_port))
+        .collect();
+    if listeners.is_empty() {
         return;
     }
     if GROUP.load(Ordering::Relaxed) == 0 {
@@ -80,15 +95,27 @@ extern "C" fn in_child() {
         // SAFETY: getppid has no preconditions.
         GROUP.store(unsafe { libc::getppid() } as u32, Ordering::Relaxed);
     }
-    let sock = lkl::packet::open_socket(&kernel::config().net.host_if)
-        .ok()
-        .map(IntoRawFd::into_raw_fd);
-    if let Some(fd) = sock {
-        // Not for the programs the child may exec.
-        // SAFETY: F_SETFD on our own descriptor; a raw call, as suits a fork handler.
-        unsafe { lkl::raw_syscall!(libc::SYS_fcntl, fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let sock = open_cloexec_socket();
+    open_group_socket();
+    kernel::boot_as_child(ChildBoot { sock, listeners });
+}
+
+/// A packet socket on the interface, not inherited by programs the process execs; None if
+/// it cannot be had (the caller's later set-up says why).
+fn open_cloexec_socket() -> Option<libc::c_int> {
+    let fd = lkl::packet::open_socket(&kernel::config().net.host_if)
+        .ok()?
+        .into_raw_fd();
+    // SAFETY: F_SETFD on our own descriptor; a raw call, as suits a fork handler.
+    unsafe { lkl::raw_syscall!(libc::SYS_fcntl, fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Some(fd)
+}
+
+/// Opens the socket this process joins the group with, while it has the privilege.
+fn open_group_socket() {
+    if let Some(fd) = open_cloexec_socket() {
+        GROUP_SOCK.store(fd, Ordering::Relaxed);
     }
-    kernel::boot_as_child(ChildBoot { sock });
 }
 
 /// After a forked child's boot: makes each inherited listener again in the child's kernel
@@ -166,7 +193,6 @@ pub fn serving() {
         return;
     }
     join_group();
-    kernel::ownership().set_served_elsewhere(false);
 }
 
 fn join_group() {
@@ -174,10 +200,32 @@ fn join_group() {
         return;
     }
     let group = GROUP.load(Ordering::Relaxed) as u16;
-    if let Err(e) = kernel::backend().join_fanout(group) {
+    let fd = GROUP_SOCK.swap(-1, Ordering::Relaxed);
+    let joined = if fd < 0 {
+        Err(std::io::Error::from_raw_os_error(libc::EPERM))
+    } else {
+        // SAFETY: the socket open_group_socket opened; ownership moves here.
+        kernel::ownership().join_group(group, unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    if let Err(e) = joined {
         log::warn!(
-            "cannot join the packet fanout group {group} that splits connections between \
-             this program's processes ({e}); this process may not get any"
+            "cannot join the packet fanout group {group} that deals new connections out to \
+             this program's processes ({e}); this process gets none"
         );
+        return;
+    }
+    // A SYN cookie's ACK belongs to no connection until the kernel that sent the cookie
+    // checks it, and every other kernel drops such segments (share.rs): with cookies, a
+    // connection made while a listener's queue overflows would be lost. Without them the
+    // peer sends its SYN again later, as with any full queue.
+    const SYNCOOKIES: &str = "net.ipv4.tcp_syncookies";
+    if kernel::config()
+        .sysctls
+        .iter()
+        .all(|(k, _)| k != SYNCOOKIES)
+    {
+        if let Err(e) = kernel::kernel().sysctl_write(SYNCOOKIES, "0") {
+            log::warn!("cannot turn SYN cookies off for the shared listeners: {e}");
+        }
     }
 }

@@ -120,11 +120,6 @@ pub fn ownership() -> &'static Ownership {
     &network().ownership
 }
 
-/// The packet device (boots the kernel if needed).
-pub fn backend() -> &'static lkl::packet::PacketBackend {
-    &network().backend
-}
-
 fn network() -> &'static Network {
     running()
         .network

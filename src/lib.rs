@@ -48,6 +48,7 @@ mod hooks;
 mod host;
 mod kernel;
 mod lifecycle;
+mod linger;
 mod notify;
 mod objects;
 mod ownership;

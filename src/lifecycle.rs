@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 use std::io::Write;
 
 use crate::config::HijackConfig;
-use crate::{boot, fdtable, fork, gocheck, host, kernel};
+use crate::{boot, fdtable, fork, gocheck, host, kernel, linger};
 
 /// Runs before `main` (from .init_array): reads and checks the configuration, so a bad value
 /// stops the program before it starts; boots nothing.
@@ -55,8 +55,8 @@ extern "C" fn init(_argc: c_int, _argv: *const *const c_char, _envp: *const *con
 #[link_section = ".init_array"]
 static INIT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = init;
 
-/// Log lines go to stderr through the real write: LKL_HIJACK_DEBUG=1 for debug output,
-/// RUST_LOG for anything finer.
+/// Log lines go to stderr through the real write, each naming the process: LKL_HIJACK_DEBUG=1
+/// for debug output, RUST_LOG for anything finer.
 fn init_logging() {
     struct HostStderr;
     impl Write for HostStderr {
@@ -76,17 +76,30 @@ fn init_logging() {
     };
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .target(env_logger::Target::Pipe(Box::new(HostStderr)))
-        .format_target(false)
-        .format_timestamp_micros()
+        .format(|buf, record| {
+            use std::io::Write;
+            // The process that logs: a pre-fork server's processes share its stderr.
+            // SAFETY: getpid has no preconditions.
+            let pid = unsafe { libc::getpid() };
+            writeln!(
+                buf,
+                "[{} {:<5} lkl-hijack {pid}] {}",
+                buf.timestamp_micros(),
+                record.level(),
+                record.args()
+            )
+        })
         .try_init();
 }
 
-/// At exit: close every LKL socket (peers get their FIN or RST, as when a process exits) and
-/// halt the kernel, unless another thread is still inside it.
+/// At exit: close every LKL socket (peers get their FIN or RST, as when a process exits), let
+/// the connections deliver what they still hold, and halt the kernel, unless another thread
+/// is still inside it.
 extern "C" fn at_exit() {
     if !kernel::booted() {
         return;
     }
     drop(fdtable::drain());
+    linger::deliver_closed_connections();
     kernel::halt();
 }

@@ -106,7 +106,12 @@ impl Socket {
 
     /// Whether it listens (in LKL).
     pub fn is_listening(&self) -> bool {
-        self.listen_port.load(Ordering::Relaxed) != 0
+        self.listen_port() != 0
+    }
+
+    /// The port it listens on (in LKL), 0 if it does not.
+    pub fn listen_port(&self) -> u16 {
+        self.listen_port.load(Ordering::Relaxed)
     }
 }
 
@@ -116,11 +121,13 @@ impl Drop for Socket {
             return;
         }
         tcpinfo::log("closing", self.lkl);
-        kernel::release_lkl_fd(self.lkl);
         let port = self.listen_port.load(Ordering::Relaxed);
         if port != 0 {
+            // First, so that a process that served the listener with others takes no new
+            // connection in the moment it closes (they would be reset).
             kernel::ownership().not_listening(port);
         }
+        kernel::release_lkl_fd(self.lkl);
     }
 }
 

@@ -2,11 +2,12 @@
 //! and what the socket hooks need to place a socket: which addresses are LKL's alone, and
 //! which ports LKL listens on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use lkl::packet::{Admit, PacketBackend};
+use lkl::packet::{Admit, PacketBackend, Split, Take};
 use std::sync::Mutex;
 
 use lkl::locks::lock;
@@ -30,9 +31,23 @@ struct State {
     udp: PortSet,
     /// LKL's listening TCP ports, with how many sockets listen on each.
     listening: HashMap<u16, usize>,
-    /// Other processes of the program serve the listeners and this one does not: their
-    /// connections must not reach it (see fork.rs).
-    served_elsewhere: bool,
+    /// How this process serves the listeners other processes of the program share.
+    sharing: Sharing,
+    /// The ports of those listeners (see fork.rs). A port stays in, also once this process no
+    /// longer listens on it: new connections to it are still the others'.
+    shared_ports: BTreeSet<u16>,
+}
+
+/// How a process takes part in serving listeners with other processes of the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// No other process serves this one's listeners.
+    Alone,
+    /// Others do and this one does not: their connections must not reach it.
+    ServedElsewhere,
+    /// This one serves them with the others: it sees every segment of their connections and
+    /// takes a share of the new ones (`lkl::packet`'s share.rs).
+    Serving,
 }
 
 /// Whether `ip` is configured on any host interface (of this network namespace).
@@ -82,27 +97,6 @@ pub fn initial_ports(policy: &Policy) -> (PortSet, PortSet) {
     (tcp, udp)
 }
 
-/// `ranges` with the (sorted) `ports` taken out.
-fn without(ranges: &[(u16, u16)], ports: &[u16]) -> Vec<(u16, u16)> {
-    let mut out = Vec::new();
-    for &(lo, hi) in ranges {
-        let mut from = lo;
-        for &p in ports.iter().filter(|&&p| (lo..=hi).contains(&p)) {
-            if p > from {
-                out.push((from, p - 1));
-            }
-            from = match p.checked_add(1) {
-                Some(next) => next,
-                None => break,
-            };
-        }
-        if from <= hi && !(hi == u16::MAX && ports.contains(&u16::MAX)) {
-            out.push((from, hi));
-        }
-    }
-    out
-}
-
 /// Whether LKL's addresses are shared with the host stack.
 pub fn is_shared(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> bool {
     v4.is_some_and(|a| host_has_address(a.into())) || v6.is_some_and(|a| host_has_address(a.into()))
@@ -129,6 +123,7 @@ impl Ownership {
         shared: bool,
         backend: Arc<PacketBackend>,
         mut firewall: Firewall,
+        split: Option<&Split>,
     ) -> Ownership {
         let (tcp, udp) = initial_ports(&policy);
         firewall.install(&tcp, &udp);
@@ -143,7 +138,14 @@ impl Ownership {
                 tcp,
                 udp,
                 listening: HashMap::new(),
-                served_elsewhere: false,
+                sharing: if split.is_some() {
+                    Sharing::Serving
+                } else {
+                    Sharing::Alone
+                },
+                shared_ports: split
+                    .map(|s| s.listeners.iter().copied().collect())
+                    .unwrap_or_default(),
             }),
         }
     }
@@ -179,19 +181,35 @@ impl Ownership {
     pub fn listening(&self, port: u16) {
         let mut st = lock(&self.state);
         *st.listening.entry(port).or_default() += 1;
+        let newly_shared = st.sharing != Sharing::Alone && st.shared_ports.insert(port);
         if !st.tcp.contains(port) {
             st.tcp = PortSet::from_ranges([st.tcp.ranges(), &[(port, port)]].concat());
             self.update(&st, Proto::Tcp, port);
+        } else if newly_shared {
+            self.refilter(&st);
         }
     }
 
-    /// A listener on `port` closed.
+    /// A listener on `port` closed. A process that serves with others and no longer
+    /// listens leaves their group: new connections go to the others.
     pub fn not_listening(&self, port: u16) {
         let mut st = lock(&self.state);
-        if let Some(n) = st.listening.get_mut(&port) {
-            *n -= 1;
-            if *n == 0 {
-                st.listening.remove(&port);
+        let Some(n) = st.listening.get_mut(&port) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        st.listening.remove(&port);
+        if st.sharing == Sharing::Serving {
+            // New connections to the port go to the processes that still listen on it;
+            // those this one has keep coming here.
+            if st.listening.is_empty() {
+                self.backend.leave_group();
+                log::debug!("no listener left: this process takes no new connections");
+            } else {
+                self.refilter(&st);
             }
         }
     }
@@ -209,37 +227,67 @@ impl Ownership {
         lock(&self.state).listening.contains_key(&port)
     }
 
-    /// Whether the listeners' connections go to other processes of the program (forked
-    /// children that serve them) rather than to this one; the packet filter follows.
-    pub fn set_served_elsewhere(&self, elsewhere: bool) {
+    /// This process's listeners are shared with processes forked from it: it serves them
+    /// with those (`Serving`, after [`join_group`](Self::join_group)) or leaves them to
+    /// them (`ServedElsewhere`).
+    pub fn share_listeners(&self, sharing: Sharing) {
         let mut st = lock(&self.state);
-        st.served_elsewhere = elsewhere;
-        if let Err(e) = self.backend.admit(&self.admit(&st)) {
-            log::warn!("cannot update the packet filter for the listeners' ports: {e}");
-        }
+        st.sharing = sharing;
+        st.shared_ports = st.listening.keys().copied().collect();
+        self.refilter(&st);
     }
 
-    /// What the packet filter admits.
-    fn admit(&self, st: &State) -> Admit {
-        if !st.served_elsewhere {
-            return admit(self.shared, &st.tcp, &st.udp);
+    /// Joins the fanout group `group` of the processes that serve the shared listeners, with
+    /// `sock` (opened while the process had the privilege) for its share of their new
+    /// connections; from now on every segment of their connections reaches it too.
+    pub fn join_group(&self, group: u16, sock: OwnedFd) -> std::io::Result<()> {
+        let mut st = lock(&self.state);
+        if st.sharing == Sharing::Alone {
+            st.shared_ports = st.listening.keys().copied().collect();
         }
-        let mut listening: Vec<u16> = st.listening.keys().copied().collect();
-        listening.sort_unstable();
-        if !self.shared {
-            return Admit::AllBut {
-                tcp: listening.iter().map(|&p| (p, p)).collect(),
-            };
-        }
-        Admit::Ports {
-            tcp: without(st.tcp.ranges(), &listening),
-            udp: st.udp.ranges().to_vec(),
+        st.sharing = Sharing::Serving;
+        let (admit, split) = self.admit(&st);
+        let split = split.expect("a serving process splits");
+        self.backend.join_group(group, sock, &admit, &split)?;
+        log::debug!(
+            "serving {:?} with the program's other processes",
+            split.listeners
+        );
+        Ok(())
+    }
+
+    /// What the packet filters admit.
+    fn admit(&self, st: &State) -> (Admit, Option<Split>) {
+        let base = admit(self.shared, &st.tcp, &st.udp);
+        let take = match st.sharing {
+            Sharing::Alone => return (base, None),
+            Sharing::ServedElsewhere => Take::Nothing,
+            Sharing::Serving => Take::Established,
+        };
+        let listeners = st.shared_ports.iter().copied().collect();
+        let mut serving: Vec<u16> = st.listening.keys().copied().collect();
+        serving.sort_unstable();
+        (
+            base,
+            Some(Split {
+                listeners,
+                take,
+                serving,
+            }),
+        )
+    }
+
+    fn refilter(&self, st: &State) {
+        let (admit, split) = self.admit(st);
+        if let Err(e) = self.backend.admit(&admit, split.as_ref()) {
+            log::warn!("cannot update the packet filter for the shared listeners: {e}");
         }
     }
 
     fn update(&self, st: &State, proto: Proto, port: u16) {
-        if self.shared || st.served_elsewhere {
-            if let Err(e) = self.backend.admit(&self.admit(st)) {
+        if self.shared || st.sharing != Sharing::Alone {
+            let (admit, split) = self.admit(st);
+            if let Err(e) = self.backend.admit(&admit, split.as_ref()) {
                 log::warn!("cannot update the packet filter for port {port}: {e}");
             }
         }
@@ -256,21 +304,5 @@ impl Ownership {
     /// Removes the firewall rules (at exit).
     pub fn remove_firewall(&self) {
         self.firewall.remove();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without;
-
-    #[test]
-    fn without_takes_single_ports_out_of_ranges() {
-        assert_eq!(
-            without(&[(80, 80), (8000, 8100)], &[80, 8050]),
-            vec![(8000, 8049), (8051, 8100)]
-        );
-        assert_eq!(without(&[(1, 5)], &[1, 5]), vec![(2, 4)]);
-        assert_eq!(without(&[(65530, 65535)], &[65535]), vec![(65530, 65534)]);
-        assert_eq!(without(&[(10, 20)], &[]), vec![(10, 20)]);
     }
 }

@@ -3,22 +3,30 @@
 //! listener on LKL and never accepts; each worker makes it again in a kernel of its own. From
 //! the peer, 200 connections each download 1 MiB byte for byte, both workers (and only they)
 //! serve a share, the container's host stack holds no listener, and SIGTERM ends master and
-//! workers. On an address shared with the host, the firewall rules outlive a `kill -9` of the
-//! master while the workers serve, and go (with every packet socket) once they have ended.
+//! workers. `nginx -s reload`, again and again under a load of kept-alive connections, fails
+//! no request (new workers take new connections while the old ones finish theirs), and
+//! `nginx -s quit` lets downloads in flight complete. On an address shared with the host,
+//! the firewall rules outlive a `kill -9` of the master while the workers serve, and go (with
+//! every packet socket) once they have ended.
 
 mod apps;
 mod common;
 mod host_firewall;
+mod http_client;
 mod prefork;
 mod shared_ip;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use apps::{write_random_file, Scratch, MIB};
 use common::{command_in, host_listens_on, lkl_env, lkl_v4, venet, wait_until, Server};
 use host_firewall::lklhijack_tables;
+use http_client::KeepAlive;
 use lkl_ports::firewall::table_name;
 use lkl_rig::{Topology, VenetTopology};
 use prefork::{assert_workers_shared, download_all, ProcessGroup};
@@ -29,6 +37,11 @@ const WORKERS: usize = 2;
 const CONNECTIONS: usize = 200;
 /// Each worker must have served at least this share of the connections.
 const MIN_SHARE: f64 = 0.10;
+/// The small file kept-alive clients fetch again and again.
+const SMALL: u64 = 64 << 10;
+/// `/slow/` is served at this many bytes per second and connection: a 1 MiB download from
+/// there lasts 2 s.
+const SLOW_RATE: &str = "512k";
 
 /// The pids whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
@@ -54,22 +67,27 @@ fn children_of(parent: u32) -> Vec<u32> {
 /// and serving a 1 MiB file: the server (in its own process group), the guard that kills the
 /// group, the workers' pids and the file's bytes.
 struct Nginx {
-    server: Server,
+    // First: dropped first, so that no worker holds the output pipes the server's drop reads.
     _group: ProcessGroup,
+    server: Server,
     master: u32,
     workers: Vec<u32>,
     expected: Vec<u8>,
-    _dir: Scratch,
+    small: Vec<u8>,
+    dir: Scratch,
 }
 
 fn start_nginx(topo: &VenetTopology, addr: SocketAddr, env: &[(String, String)]) -> Nginx {
     let dir = Scratch::new("nginx-prefork");
-    for sub in ["www", "tmp"] {
+    for sub in ["www/slow", "tmp"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     let file = dir.join("www/blob.bin");
     write_random_file(&file, MIB, 0x6e67_7066);
+    std::fs::copy(&file, dir.join("www/slow/blob.bin")).unwrap();
     let expected = std::fs::read(&file).unwrap();
+    write_random_file(&dir.join("www/small.bin"), SMALL, 0x736d_616c);
+    let small = std::fs::read(dir.join("www/small.bin")).unwrap();
     let tmp = dir.str("tmp");
     let conf = format!(
         "daemon off;
@@ -82,6 +100,7 @@ events {{ worker_connections 1024; }}
 http {{
     access_log off;
     sendfile on;
+    keepalive_requests 1000000;
     default_type application/octet-stream;
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
@@ -92,6 +111,7 @@ http {{
         listen {addr};
         root {www};
         add_header X-Worker-Pid $pid;
+        location /slow/ {{ limit_rate {SLOW_RATE}; }}
     }}
 }}
 ",
@@ -132,7 +152,20 @@ http {{
         master,
         workers,
         expected,
-        _dir: dir,
+        small,
+        dir,
+    }
+}
+
+impl Nginx {
+    /// `nginx -s signal` (reload, quit, ...), as an operator types it: the command signals
+    /// the master named in the pid file.
+    fn signal(&self, topo: &VenetTopology, signal: &str) {
+        let conf = self.dir.str("nginx.conf");
+        let prefix = self.dir.str("");
+        topo.container_ns()
+            .run("nginx", &["-p", &prefix, "-c", &conf, "-s", signal])
+            .unwrap_or_else(|e| panic!("nginx -s {signal}: {e}"));
     }
 }
 
@@ -247,4 +280,194 @@ fn nginx_workers_serve_on_after_kill_9_of_the_master_and_then_leave_nothing() {
         sockets_before,
         "packet sockets left after every process of nginx ended"
     );
+}
+
+/// How long the kept-alive load lasts, and how often nginx reloads meanwhile.
+const LOAD: Duration = Duration::from_secs(120);
+const RELOAD_EVERY: Duration = Duration::from_secs(10);
+/// Clients that fetch the small file over connections they keep alive, and clients that
+/// download 1 MiB from `/slow/` (2 s each, so that reloads catch them in flight).
+const KEPT_ALIVE_CLIENTS: usize = 8;
+const SLOW_CLIENTS: usize = 2;
+
+/// Requests made and failures seen by the load's clients, and the worker pids that answered.
+#[derive(Default)]
+struct Tally {
+    requests: usize,
+    reopened: usize,
+    failures: Vec<String>,
+    per_pid: BTreeMap<u32, usize>,
+}
+
+/// `GET path` with `client`, checked against `expected`; counted in `tally`.
+fn fetch_checked(client: &mut KeepAlive, path: &str, expected: &[u8], tally: &mut Tally) {
+    tally.requests += 1;
+    let result = client.get(path).and_then(|a| {
+        if !a.status.contains(" 200 ") {
+            return Err(format!("status {:?}", a.status));
+        }
+        if a.body != expected {
+            return Err(format!(
+                "body of {} bytes differs from the file",
+                a.body.len()
+            ));
+        }
+        a.header("x-worker-pid")
+            .and_then(|p| p.parse::<u32>().ok())
+            .ok_or_else(|| format!("no X-Worker-Pid in {:?}", a.headers))
+    });
+    match result {
+        Ok(pid) => *tally.per_pid.entry(pid).or_default() += 1,
+        Err(e) => tally
+            .failures
+            .push(format!("{path} #{}: {e}", tally.requests)),
+    }
+}
+
+/// `nginx -s reload` every ten seconds during two minutes of load from the peer: clients
+/// that keep their connections alive fetch a 64 KiB file again and again, others download
+/// 1 MiB at 512 KiB/s. Each reload starts new workers (new kernels, joining the group that
+/// deals out new connections) while the old ones finish their connections and end. No
+/// request may fail: every answer complete and intact; a kept connection the server closed
+/// while idle may be reopened (as HTTP clients do), nothing else.
+#[test]
+fn nginx_reload_every_10_s_under_2_minutes_of_kept_alive_load_fails_no_request() {
+    let topo = venet();
+    let addr = lkl_v4(&topo, PORT);
+    let mut nginx = start_nginx(&topo, addr, &lkl_env(&topo));
+    let stop = AtomicBool::new(false);
+    let timeout = Duration::from_secs(20);
+    let (tallies, reloads) = thread::scope(|s| {
+        let mut clients = Vec::new();
+        for i in 0..KEPT_ALIVE_CLIENTS + SLOW_CLIENTS {
+            let (stop, small, big) = (&stop, &nginx.small, &nginx.expected);
+            let peer = topo.peer_ns();
+            clients.push(s.spawn(move || {
+                let mut tally = Tally::default();
+                peer.in_thread(|| {
+                    let mut client = KeepAlive::new(addr, timeout);
+                    while !stop.load(Ordering::Relaxed) && tally.failures.len() < 3 {
+                        if i < KEPT_ALIVE_CLIENTS {
+                            fetch_checked(&mut client, "/small.bin", small, &mut tally);
+                        } else {
+                            fetch_checked(&mut client, "/slow/blob.bin", big, &mut tally);
+                        }
+                    }
+                    tally.reopened = client.reopened;
+                })
+                .expect("enter the peer namespace");
+                tally
+            }));
+        }
+        let started = Instant::now();
+        let mut reloads = 0;
+        while started.elapsed() + RELOAD_EVERY <= LOAD {
+            thread::sleep(RELOAD_EVERY);
+            nginx.signal(&topo, "reload");
+            reloads += 1;
+        }
+        thread::sleep(LOAD.saturating_sub(started.elapsed()));
+        stop.store(true, Ordering::Relaxed);
+        let tallies: Vec<Tally> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        (tallies, reloads)
+    });
+    let mut all = Tally::default();
+    for t in tallies {
+        all.requests += t.requests;
+        all.reopened += t.reopened;
+        all.failures.extend(t.failures);
+        for (pid, n) in t.per_pid {
+            *all.per_pid.entry(pid).or_default() += n;
+        }
+    }
+    let alive = nginx.server.child.try_wait().unwrap().is_none();
+    eprintln!(
+        "{} requests over {LOAD:?} with {reloads} reloads: {} failed, {} kept connections \
+         reopened after an idle close; answers by worker pid: {:?}",
+        all.requests,
+        all.failures.len(),
+        all.reopened,
+        all.per_pid
+    );
+    assert!(
+        all.failures.is_empty(),
+        "{} of {} requests failed; the first ones:\n{}",
+        all.failures.len(),
+        all.requests,
+        all.failures[..all.failures.len().min(10)].join("\n")
+    );
+    assert!(alive, "nginx's master exited\n{}", nginx.server.output());
+    // Two workers at the start and two more from each reload.
+    assert!(
+        all.per_pid.len() >= 2 + 2 * (reloads - 1),
+        "answers came from only {} worker pids over {reloads} reloads: {:?}",
+        all.per_pid.len(),
+        all.per_pid
+    );
+    assert!(
+        all.per_pid.keys().all(|p| *p != nginx.master),
+        "the master answered"
+    );
+    let status = nginx.server.terminate(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "nginx: {status}\n{}",
+        nginx.server.output()
+    );
+}
+
+/// `nginx -s quit` while downloads are in flight: the workers stop taking connections, each
+/// download completes intact, then master and workers end, with status 0.
+#[test]
+fn nginx_quit_lets_downloads_in_flight_complete() {
+    let topo = venet();
+    let addr = lkl_v4(&topo, PORT);
+    let mut nginx = start_nginx(&topo, addr, &lkl_env(&topo));
+    let workers = nginx.workers.clone();
+    const DOWNLOADS: usize = 8;
+    let results = thread::scope(|s| {
+        let downloads: Vec<_> = (0..DOWNLOADS)
+            .map(|_| {
+                let (peer, big) = (topo.peer_ns(), &nginx.expected);
+                s.spawn(move || {
+                    let mut tally = Tally::default();
+                    peer.in_thread(|| {
+                        let mut client = KeepAlive::new(addr, Duration::from_secs(20));
+                        fetch_checked(&mut client, "/slow/blob.bin", big, &mut tally);
+                    })
+                    .expect("enter the peer namespace");
+                    tally
+                })
+            })
+            .collect();
+        // Well into the 2 s downloads.
+        thread::sleep(Duration::from_millis(700));
+        nginx.signal(&topo, "quit");
+        downloads
+            .into_iter()
+            .map(|d| d.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let failures: Vec<&String> = results.iter().flat_map(|t| &t.failures).collect();
+    assert!(
+        failures.is_empty(),
+        "downloads in flight at nginx -s quit failed: {failures:?}"
+    );
+    let served: usize = results
+        .iter()
+        .map(|t| t.per_pid.values().sum::<usize>())
+        .sum();
+    assert_eq!(served, DOWNLOADS);
+    let status = nginx.server.wait_for_exit(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "nginx: {status}\n{}",
+        nginx.server.output()
+    );
+    for pid in workers {
+        assert!(
+            wait_until(Duration::from_secs(5), || gone(pid)).is_some(),
+            "worker {pid} outlived nginx -s quit"
+        );
+    }
 }

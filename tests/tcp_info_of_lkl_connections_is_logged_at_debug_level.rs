@@ -1,6 +1,6 @@
 //! The host's `ss` cannot see LKL's connections, so the library reports them itself: with
 //! `RUST_LOG=lkl_hijack::tcpinfo=debug`, a line when a connection is accepted and one when the
-//! program closes it, from TCP_INFO, naming the congestion control.
+//! program closes it, from TCP_INFO, naming the congestion control and the process.
 
 mod common;
 mod echo;
@@ -20,6 +20,7 @@ fn accepted_and_closed_connections_are_logged_with_bbr_and_their_byte_counts() {
     echo_from_peer(&topo, addr, sent, 11).expect("echo");
     // The server closes its side once it has read the client's EOF.
     std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id();
     server.terminate(Duration::from_secs(10));
     let out = server.output();
     let peer = topo.addrs().peer_v4.to_string();
@@ -38,6 +39,13 @@ fn accepted_and_closed_connections_are_logged_with_bbr_and_their_byte_counts() {
         .find(|l| l.contains("closing ") && l.contains(&format!("received {received} B")))
         .unwrap_or_else(|| panic!("no closing line with {received} bytes received:\n{out}"));
     assert!(closing.contains(": bbr, "), "{closing}");
+    // Each line names the process (a pre-fork server's workers share the stderr).
+    let me = format!(" lkl-hijack {pid}] ");
+    assert!(
+        lines.iter().all(|l| l.contains(&me)),
+        "lines that do not name process {pid}:\n{}",
+        lines.join("\n")
+    );
     let field = |name: &str| -> u64 {
         closing
             .split(&format!("{name} "))

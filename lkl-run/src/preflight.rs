@@ -160,6 +160,7 @@ pub fn run(args: &Args, self_exe: &Path, passed: &mut Vec<String>) -> Result<Set
                     ipv6: ip6,
                     next_hop: None,
                     admit: Admit::All,
+                    split: None,
                     offload: std::env::var("LKL_HIJACK_OFFLOAD").as_deref() != Ok("0"),
                     rx_ring: true,
                     // The rx thread's timing, not the socket's setup: nothing to probe.

@@ -10,6 +10,7 @@
 use std::ffi::{c_int, c_void, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 
 use crate::{sys, Errno, Kernel};
@@ -50,6 +51,13 @@ pub trait NetBackend: Send + Sync + 'static {
     /// host as `vnet_hdr` says (LKL_NETDEV_TSO); asked once, at registration.
     fn tso(&self) -> bool {
         false
+    }
+    /// A flag the kernel reads at every received packet, if the backend has one: while it is
+    /// non-zero, TCP segments of connections the kernel does not have are dropped unseen
+    /// (SYNs of new ones excepted). Asked once, at registration; it must live as long as
+    /// the backend.
+    fn own_only(&self) -> Option<&AtomicI32> {
+        None
     }
 }
 
@@ -266,6 +274,9 @@ impl Kernel {
                     0
                 },
                 irq: -1,
+                own_only: backend
+                    .own_only()
+                    .map_or(ptr::null(), |flag| flag.as_ptr().cast_const()),
             },
             ops: sys::lkl_netdev_ops {
                 tx: Some(tx_trampoline::<B>),

@@ -486,7 +486,13 @@ impl Kernel {
     /// Reads a sysctl such as "net.ipv4.tcp_congestion_control" from /proc/sys, without the
     /// trailing newline.
     pub fn sysctl_read(&self, key: &str) -> Result<String, Errno> {
-        let fd = self.open(&sysctl_path(key), sys::O_RDONLY | sys::O_CLOEXEC, 0)?;
+        let text = self.read_file(&sysctl_path(key))?;
+        Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+    }
+
+    /// The whole text of a (small) file of the kernel's, e.g. one of its /proc.
+    pub fn read_file(&self, path: &str) -> Result<String, Errno> {
+        let fd = self.open(path, sys::O_RDONLY | sys::O_CLOEXEC, 0)?;
         let mut value = Vec::new();
         let mut buf = [0u8; 1024];
         let result = loop {
@@ -498,8 +504,7 @@ impl Kernel {
         };
         self.close(fd)?;
         result?;
-        let text = String::from_utf8_lossy(&value);
-        Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+        Ok(String::from_utf8_lossy(&value).into_owned())
     }
 
     /// Writes a sysctl through /proc/sys (the kernel parses it as if `echo value >` did).

@@ -17,6 +17,7 @@ fn config(ifname: &str) -> PacketConfig {
         ipv6: None,
         next_hop: None,
         admit: Default::default(),
+        split: None,
         offload: true,
         rx_ring: true,
         rx_coalesce: std::time::Duration::ZERO,

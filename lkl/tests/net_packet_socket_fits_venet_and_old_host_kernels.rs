@@ -21,6 +21,7 @@ fn config(topo: &dyn Topology) -> PacketConfig {
         ipv6: Some(a.lkl_v6),
         next_hop: None,
         admit: Default::default(),
+        split: None,
         offload: true,
         rx_ring: true,
         rx_coalesce: std::time::Duration::ZERO,

@@ -26,9 +26,29 @@ pub enum Admit {
         tcp: Vec<(u16, u16)>,
         udp: Vec<(u16, u16)>,
     },
-    /// All but TCP to these ports: listeners other processes of the program serve (see
-    /// `PacketBackend::join_fanout`).
-    AllBut { tcp: Vec<(u16, u16)> },
+}
+
+/// Listeners that several processes of the program serve (forked workers, see
+/// `PacketBackend::join_group`), and which of the TCP segments to their ports a socket takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub listeners: Vec<u16>,
+    pub take: Take,
+    /// Of those, the ones this process listens on: it takes a share of their new
+    /// connections (the others' go to the processes that still listen).
+    pub serving: Vec<u16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// None: other processes serve them (nginx's master).
+    Nothing,
+    /// Only the first segment of new connections (SYN without ACK), and nothing else at all:
+    /// the socket in the fanout group that deals them out.
+    NewConnections,
+    /// All but those: a serving process's own socket, which sees every segment of every
+    /// connection, its own and the other processes' (whose kernels own them).
+    Established,
 }
 
 const ACCEPT: u32 = u32::MAX;
@@ -41,6 +61,9 @@ fn net(offset: u32) -> u32 {
 }
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
+/// TCP header flags.
+const SYN: u32 = 0x02;
+const ACK: u32 = 0x10;
 
 /// A jump target, resolved when the program is finished.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -121,22 +144,27 @@ impl Asm {
     }
 }
 
-/// The program for LKL's addresses `v4`/`v6` (None: that family is refused); with
+/// The program for LKL's addresses `v4`/`v6` (None: that family is refused), the packets
+/// `admit` lets in and, with `split`, those of shared listeners this socket takes; with
 /// `drop_outgoing`, packets the interface sends are refused too.
 pub(super) fn program(
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
     admit: &Admit,
+    split: Option<&Split>,
     drop_outgoing: bool,
 ) -> Vec<sock_filter> {
     let mut a = Asm::default();
     let (ipv4, ipv6, tcp, udp) = (a.label(), a.label(), a.label(), a.label());
-    // What neither TCP nor UDP to a listed port gets: refused where only listed ports come
-    // in, accepted where listed ports stay out.
-    let other = match admit {
-        Admit::AllBut { .. } => ACCEPT,
-        _ => 0,
+    let new_only = split.is_some_and(|s| s.take == Take::NewConnections);
+    // What is neither TCP nor UDP to a listed port (ICMP, later fragments, ...).
+    let other = if *admit == Admit::All && !new_only {
+        ACCEPT
+    } else {
+        0
     };
+    // Every packet to the address is the socket's: no need to look further.
+    let whole = *admit == Admit::All && split.is_none();
     if drop_outgoing {
         // The packet's direction as the host kernel saw it (skb->pkt_type).
         a.stmt(
@@ -164,7 +192,7 @@ pub(super) fn program(
             a.load_net(libc::BPF_W, 16); // daddr
             a.jump(libc::BPF_JEQ, u32::from(addr), 1, 0);
             a.ret(0);
-            if *admit == Admit::All {
+            if whole {
                 a.ret(ACCEPT);
             } else {
                 // Later fragments carry no ports.
@@ -174,10 +202,7 @@ pub(super) fn program(
                 // X = the IP header's length.
                 a.stmt(op(libc::BPF_LDX | libc::BPF_B, libc::BPF_MSH), net(0));
                 a.load_net(libc::BPF_B, 9); // protocol
-                transport_dispatch(&mut a, tcp, udp, other, |a| {
-                    a.stmt(op(libc::BPF_LD | libc::BPF_H, libc::BPF_IND), net(2))
-                    // dport
-                });
+                transport_dispatch(&mut a, tcp, udp, other);
             }
         }
     }
@@ -196,38 +221,52 @@ pub(super) fn program(
                 );
                 a.ret(0);
             }
-            if *admit == Admit::All {
+            if whole {
                 a.ret(ACCEPT);
             } else {
                 // Only headers without extension headers: TCP or UDP right after the fixed 40
                 // bytes (LKL's own traffic never needs more).
+                a.stmt(op(libc::BPF_LDX | libc::BPF_W, libc::BPF_IMM), 40);
                 a.load_net(libc::BPF_B, 6); // next header
-                transport_dispatch(&mut a, tcp, udp, other, |a| a.load_net(libc::BPF_H, 40 + 2));
+                transport_dispatch(&mut a, tcp, udp, other);
             }
         }
     }
 
-    match admit {
-        Admit::Ports { tcp: t, udp: u } => {
-            a.bind(tcp);
-            a.ret_in(t, ACCEPT);
-            a.ret(0);
-            a.bind(udp);
-            a.ret_in(u, ACCEPT);
-            a.ret(0);
+    // A = the destination port, X = the transport header's offset.
+    a.bind(tcp);
+    if let Some(split) = split {
+        let shared = a.label();
+        for &port in &split.listeners {
+            a.jump(libc::BPF_JEQ, u32::from(port), 0, 1);
+            a.ja(shared);
         }
-        Admit::AllBut { tcp: t } => {
-            a.bind(tcp);
-            a.ret_in(t, 0);
-            a.bind(udp);
-            a.ret(ACCEPT);
+        match admit {
+            Admit::Ports { tcp: t, .. } if !new_only => a.ret_in(t, ACCEPT),
+            _ => {}
         }
-        Admit::All => {
-            a.bind(tcp);
-            a.bind(udp);
-            a.ret(0);
-        }
+        a.ret(other);
+        a.bind(shared);
+        let (new, established) = match split.take {
+            Take::Nothing => (0, 0),
+            Take::NewConnections => (ACCEPT, 0),
+            Take::Established => (0, ACCEPT),
+        };
+        a.stmt(op(libc::BPF_LD | libc::BPF_B, libc::BPF_IND), net(13)); // flags
+        a.jump(libc::BPF_JSET, SYN, 0, 2);
+        a.jump(libc::BPF_JSET, ACK, 1, 0);
+        a.ret(new);
+        a.ret(established);
+    } else if let Admit::Ports { tcp: t, .. } = admit {
+        a.ret_in(t, ACCEPT);
     }
+    a.ret(other);
+    a.bind(udp);
+    match admit {
+        Admit::Ports { udp: u, .. } if !new_only => a.ret_in(u, ACCEPT),
+        _ => {}
+    }
+    a.ret(other);
     a.finish()
 }
 
@@ -241,15 +280,10 @@ pub(super) fn attach(sock: &sys::Fd, prog: &[sock_filter]) -> io::Result<()> {
     unsafe { sys::setsockopt(sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog) }
 }
 
-/// With the transport protocol in A: load the destination port (`load_dport`) and jump to the
-/// TCP or UDP port block; anything else gets `other`.
-fn transport_dispatch(
-    a: &mut Asm,
-    tcp: Label,
-    udp: Label,
-    other: u32,
-    load_dport: impl Fn(&mut Asm),
-) {
+/// With the transport protocol in A and the transport header's offset in X: load the
+/// destination port and jump to the TCP or UDP port block; anything else gets `other`.
+fn transport_dispatch(a: &mut Asm, tcp: Label, udp: Label, other: u32) {
+    let load_dport = |a: &mut Asm| a.stmt(op(libc::BPF_LD | libc::BPF_H, libc::BPF_IND), net(2));
     a.jump(libc::BPF_JEQ, IPPROTO_TCP, 0, 2);
     load_dport(a);
     a.ja(tcp);
@@ -312,6 +346,13 @@ mod tests {
                         None => return 0,
                     }
                 }
+                c if c == libc::BPF_LD | libc::BPF_IND | libc::BPF_B => {
+                    match load(x.wrapping_add(k), 1) {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+                c if c == libc::BPF_LDX | libc::BPF_W | libc::BPF_IMM => x = k,
                 c if c == libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH => match load(k, 1) {
                     Some(v) => x = 4 * (v & 0xf),
                     None => return 0,
@@ -355,7 +396,7 @@ mod tests {
     #[test]
     fn admit_all_accepts_only_lkls_addresses() {
         let (v4, v6) = addrs();
-        let prog = program(Some(v4), Some(v6), &Admit::All, false);
+        let prog = program(Some(v4), Some(v6), &Admit::All, None, false);
         assert_ne!(run(&prog, ETH_P_IP, &v4_packet(v4, 1, 0)), 0);
         assert_eq!(
             run(
@@ -381,35 +422,87 @@ mod tests {
     #[test]
     fn a_missing_address_refuses_that_family() {
         let (v4, v6) = addrs();
-        let prog = program(Some(v4), None, &Admit::All, false);
+        let prog = program(Some(v4), None, &Admit::All, None, false);
         assert_ne!(run(&prog, ETH_P_IP, &v4_packet(v4, 6, 80)), 0);
         assert_eq!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 80)), 0);
-        let prog = program(None, Some(v6), &Admit::All, false);
+        let prog = program(None, Some(v6), &Admit::All, None, false);
         assert_eq!(run(&prog, ETH_P_IP, &v4_packet(v4, 6, 80)), 0);
         assert_ne!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 80)), 0);
     }
 
+    /// `packet` (from [`v4_packet`] or [`v6_packet`], TCP) with TCP flags `flags`.
+    fn with_flags(mut packet: Vec<u8>, flags: u8) -> Vec<u8> {
+        let tcp = if packet[0] >> 4 == 4 { 20 } else { 40 };
+        packet[tcp + 13] = flags;
+        packet
+    }
+
     #[test]
-    fn all_but_keeps_only_the_listed_tcp_ports_out() {
+    fn a_split_deals_new_connections_apart_from_the_rest() {
         let (v4, v6) = addrs();
-        let admit = Admit::AllBut {
-            tcp: vec![(80, 80), (8000, 8100)],
+        let (syn, syn_ack, ack, fin_ack) = (0x02, 0x12, 0x10, 0x11);
+        let split = |take| Split {
+            listeners: vec![80, 8443],
+            take,
+            serving: vec![],
         };
-        let prog = program(Some(v4), Some(v6), &admit, false);
-        for (proto, port, want) in [
-            (6, 80, false),
-            (6, 81, true),
-            (6, 8050, false),
-            (6, 8101, true),
-            (17, 80, true),
-            (1, 80, true), // ICMP
-        ] {
-            let got = run(&prog, ETH_P_IP, &v4_packet(v4, proto, port)) != 0;
-            assert_eq!(got, want, "v4 proto {proto} port {port}");
-            let got = run(&prog, ETH_P_IPV6, &v6_packet(v6, proto, port)) != 0;
-            assert_eq!(got, want, "v6 proto {proto} port {port}");
+        let shared = Admit::Ports {
+            tcp: vec![(80, 80), (8443, 8443), (9000, 9000)],
+            udp: vec![(53, 53)],
+        };
+        // (take, admit, proto, port, flags, admitted)
+        let cases = [
+            (Take::Nothing, Admit::All, 6, 80, syn, false),
+            (Take::Nothing, Admit::All, 6, 8443, ack, false),
+            (Take::Nothing, Admit::All, 6, 81, syn, true),
+            (Take::Nothing, Admit::All, 17, 80, 0, true),
+            (Take::Nothing, Admit::All, 1, 0, 0, true),
+            (Take::NewConnections, Admit::All, 6, 80, syn, true),
+            (Take::NewConnections, Admit::All, 6, 8443, syn, true),
+            (Take::NewConnections, Admit::All, 6, 80, syn_ack, false),
+            (Take::NewConnections, Admit::All, 6, 80, ack, false),
+            (Take::NewConnections, Admit::All, 6, 81, syn, false),
+            (Take::NewConnections, Admit::All, 17, 80, 0, false),
+            (Take::NewConnections, Admit::All, 1, 0, 0, false),
+            (Take::Established, Admit::All, 6, 80, syn, false),
+            (Take::Established, Admit::All, 6, 80, ack, true),
+            (Take::Established, Admit::All, 6, 8443, fin_ack, true),
+            (Take::Established, Admit::All, 6, 80, syn_ack, true),
+            (Take::Established, Admit::All, 6, 81, syn, true),
+            (Take::Established, Admit::All, 1, 0, 0, true),
+            (Take::Nothing, shared.clone(), 6, 80, ack, false),
+            (Take::Nothing, shared.clone(), 6, 9000, syn, true),
+            (Take::Nothing, shared.clone(), 6, 9001, syn, false),
+            (Take::NewConnections, shared.clone(), 6, 80, syn, true),
+            (Take::NewConnections, shared.clone(), 6, 9000, syn, false),
+            (Take::NewConnections, shared.clone(), 17, 53, 0, false),
+            (Take::Established, shared.clone(), 6, 80, ack, true),
+            (Take::Established, shared.clone(), 6, 80, syn, false),
+            (Take::Established, shared.clone(), 6, 9000, syn, true),
+            (Take::Established, shared.clone(), 6, 9001, ack, false),
+            (Take::Established, shared.clone(), 17, 53, 0, true),
+            (Take::Established, shared.clone(), 1, 0, 0, false),
+        ];
+        for (take, admit, proto, port, flags, want) in cases {
+            let prog = program(Some(v4), Some(v6), &admit, Some(&split(take)), false);
+            let mut p4 = v4_packet(v4, proto, port);
+            let mut p6 = v6_packet(v6, proto, port);
+            if proto == 6 {
+                p4 = with_flags(p4, flags);
+                p6 = with_flags(p6, flags);
+            }
+            let what = format!("{take:?} {admit:?} proto {proto} port {port} flags {flags:#x}");
+            assert_eq!(run(&prog, ETH_P_IP, &p4) != 0, want, "v4 {what}");
+            assert_eq!(run(&prog, ETH_P_IPV6, &p6) != 0, want, "v6 {what}");
         }
-        let other = v4_packet("10.1.2.2".parse().unwrap(), 6, 81);
+        let prog = program(
+            Some(v4),
+            Some(v6),
+            &Admit::All,
+            Some(&split(Take::Established)),
+            false,
+        );
+        let other = with_flags(v4_packet("10.1.2.2".parse().unwrap(), 6, 80), ack);
         assert_eq!(run(&prog, ETH_P_IP, &other), 0, "other addresses stay out");
     }
 
@@ -420,7 +513,7 @@ mod tests {
             tcp: vec![(80, 80), (8000, 8100)],
             udp: vec![(61000, 65535)],
         };
-        let prog = program(Some(v4), Some(v6), &admit, false);
+        let prog = program(Some(v4), Some(v6), &admit, None, false);
         for (proto, port, want) in [
             (6, 80, true),
             (6, 81, false),
@@ -468,6 +561,7 @@ mod tests {
                 tcp: vec![(443, 443)],
                 udp: vec![],
             },
+            None,
             false,
         );
         let mut p = vec![0u8; 48];
@@ -488,6 +582,7 @@ mod tests {
             Some(v4),
             Some(v6),
             &Admit::Ports { tcp, udp: vec![] },
+            None,
             false,
         );
         assert_ne!(run(&prog, ETH_P_IPV6, &v6_packet(v6, 6, 20001)), 0);
@@ -502,8 +597,8 @@ mod tests {
             udp: vec![],
         };
         for admit in [Admit::All, shared] {
-            let keep = program(Some(v4), Some(v6), &admit, false);
-            let drop = program(Some(v4), Some(v6), &admit, true);
+            let keep = program(Some(v4), Some(v6), &admit, None, false);
+            let drop = program(Some(v4), Some(v6), &admit, None, true);
             for (proto, p) in [
                 (ETH_P_IP, v4_packet(v4, 6, 80)),
                 (ETH_P_IPV6, v6_packet(v6, 6, 80)),

@@ -23,6 +23,9 @@
 //!   shared with the host, only for the ports LKL owns — reach the socket, and
 //!   PACKET_IGNORE_OUTGOING (or, on a host kernel without it, the filter) keeps our own tx
 //!   out of it.
+//! * Processes of one program that serve the same listeners (a pre-fork server's workers,
+//!   each with a kernel of its own) share them (`share.rs`): new connections are dealt out
+//!   through a PACKET_FANOUT group, every other segment reaches every one of them.
 //! * The backend's host system calls are raw ones (`sys.rs`), never the preload library's
 //!   hooks.
 
@@ -32,23 +35,25 @@ mod open;
 mod ring;
 mod rx;
 mod rx_thread;
+mod share;
 mod sys;
 mod tx;
 mod vnet;
 
-pub use filter::Admit;
+pub use filter::{Admit, Split, Take};
 pub use open::{claim_inherited, open_socket, OpenError, OpenInput, Opening};
 
 use std::ffi::c_int;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use std::sync::{Condvar, Mutex};
 
 use crate::host_features::Fallback;
+use crate::locks::lock;
 use crate::netdev::{Delivery, NetBackend, TxBatch, VNET_HDR_LEN};
 use crate::Errno;
 use rx::Receiver;
@@ -75,6 +80,8 @@ pub struct PacketConfig {
     pub next_hop: Option<Ipv4Addr>,
     /// Which packets to those addresses are LKL's (see [`PacketBackend::admit`]).
     pub admit: Admit,
+    /// Listeners this process serves with others, if any (see [`PacketBackend::join_group`]).
+    pub split: Option<Split>,
     /// Hand TCP GSO packets and partial checksums to the host (PACKET_VNET_HDR) where the
     /// interface allows it (a SOCK_RAW socket: Ethernet or no link-layer header): one send
     /// per 64 KiB instead of per MTU.
@@ -171,6 +178,16 @@ pub struct PacketBackend {
     /// The receive ring's mapping, for a forked child to unmap without the receiver's lock.
     ring_span: Option<(usize, usize)>,
     receiver: Mutex<Receiver>,
+    /// What the socket filters follow.
+    filters: Mutex<(Admit, Option<Split>)>,
+    /// The new-connections socket (`share.rs`) while there is one, else -1, and its ring's
+    /// mapping (start, length; 0, 0 without): for the rx thread to poll and a forked child to
+    /// let go, without the receiver's lock.
+    syn_fd: AtomicI32,
+    syn_ring: (AtomicUsize, AtomicUsize),
+    /// The kernel drops segments of connections it does not have (see `share.rs` and
+    /// [`NetBackend::own_only`]).
+    own_only: AtomicI32,
     tx_scratch: Mutex<Box<TxScratch>>,
     /// Written to end the rx thread's poll.
     stop_fd: sys::Fd,
@@ -179,37 +196,33 @@ pub struct PacketBackend {
 
 impl PacketBackend {
     /// Changes which packets reach LKL (e.g. as the program starts listening on ports of an
-    /// address it shares with the host). The new filter replaces the old one atomically.
-    pub fn admit(&self, admit: &Admit) -> io::Result<()> {
-        filter::attach(
-            &self.sock,
-            &filter::program(self.ipv4, self.ipv6, admit, self.drop_outgoing),
-        )
-    }
-
-    /// Puts the socket in fanout group `group` (PACKET_FANOUT): the host gives each packet
-    /// to one socket of the group, the same one for every packet of a flow (a hash of its
-    /// addresses and ports; fragments are reassembled first so they hash alike). Processes
-    /// that serve the same listeners split their connections this way.
-    pub fn join_fanout(&self, group: u16) -> io::Result<()> {
-        const PACKET_FANOUT: c_int = 18;
-        const PACKET_FANOUT_HASH: c_int = 0;
-        const PACKET_FANOUT_FLAG_DEFRAG: c_int = 0x8000;
-        let arg: c_int =
-            c_int::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
-        // SAFETY: PACKET_FANOUT takes an int.
-        unsafe { sys::setsockopt(&self.sock, SOL_PACKET, PACKET_FANOUT, &arg) }
+    /// address it shares with the host, or its processes share listeners). The new filters
+    /// replace the old ones atomically.
+    pub fn admit(&self, admit: &Admit, split: Option<&Split>) -> io::Result<()> {
+        let mut filters = lock(&self.filters);
+        *filters = (admit.clone(), split.cloned());
+        self.attach_filters(&filters)
     }
 
     /// In a forked child: lets go of the parent's socket, its receive ring (which would
     /// keep the socket alive and receiving) and its stop eventfd, without locks or threads
     /// (neither followed the fork). The backend must never be used or dropped afterwards.
     pub fn forget_in_child(&self) {
-        if let Some((base, len)) = self.ring_span {
-            // SAFETY: the ring's own mapping; nothing in this process reads it again.
-            unsafe { sys::munmap(base as *mut u8, len) };
+        let syn_ring = (
+            self.syn_ring.0.load(Ordering::Relaxed),
+            self.syn_ring.1.load(Ordering::Relaxed),
+        );
+        for (base, len) in self.ring_span.into_iter().chain(Some(syn_ring)) {
+            if len > 0 {
+                // SAFETY: a ring's own mapping; nothing in this process reads it again.
+                unsafe { sys::munmap(base as *mut u8, len) };
+            }
         }
-        for fd in [self.sock.raw(), self.stop_fd.raw()] {
+        let syn_fd = self.syn_fd.load(Ordering::Relaxed);
+        for fd in [self.sock.raw(), self.stop_fd.raw(), syn_fd] {
+            if fd < 0 {
+                continue;
+            }
             // SAFETY: descriptors this backend owns; it is never dropped (see above), so
             // they are not closed twice.
             unsafe { crate::raw_syscall!(libc::SYS_close, fd) };
@@ -279,6 +292,10 @@ impl NetBackend for PacketBackend {
 
     fn tso(&self) -> bool {
         self.vnet
+    }
+
+    fn own_only(&self) -> Option<&AtomicI32> {
+        Some(&self.own_only)
     }
 }
 

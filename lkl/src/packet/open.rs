@@ -14,7 +14,7 @@ use std::ffi::c_int;
 use std::fmt;
 use std::io;
 use std::mem::zeroed;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -22,7 +22,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::neighbour::{arp_lookup, mac_to_u64};
 use super::ring::RxRing;
-use super::rx::Receiver;
+use super::rx::{Receiver, Source};
 use super::rx_thread::RxState;
 use super::tx::TxScratch;
 use super::{filter, sys, Counters, PacketBackend, PacketConfig, PACKET_AUXDATA, SOL_PACKET};
@@ -313,6 +313,38 @@ pub fn open_socket(ifname: &str) -> Result<std::os::fd::OwnedFd, OpenError> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(sock.into_raw()) })
 }
 
+/// Binds `sock` to the interface `ifindex`, for every protocol: packets come from now on.
+pub(super) fn bind_to(sock: &sys::Fd, ifindex: c_int) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_ifindex = ifindex;
+    sys::bind_ll(sock, &sll)
+}
+
+/// The receiving options a second socket of the backend (`share.rs`) gets as the first got
+/// them: without our own tx (unless the filter drops it), with the checksum status, and
+/// with the host's virtio_net_hdr where the first has it.
+pub(super) fn set_receive_options(
+    sock: &sys::Fd,
+    drop_outgoing: bool,
+    vnet: bool,
+) -> io::Result<()> {
+    let one: c_int = 1;
+    // SAFETY: each option takes an int.
+    unsafe {
+        if !drop_outgoing {
+            sys::setsockopt(sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)?;
+        }
+        sys::setsockopt(sock, SOL_PACKET, PACKET_AUXDATA, &one)?;
+        if vnet {
+            sys::setsockopt(sock, SOL_PACKET, PACKET_VNET_HDR, &one)?;
+        }
+    }
+    Ok(())
+}
+
 impl PacketBackend {
     /// Opens the socket on `cfg.ifname` (in the calling thread's network namespace; the
     /// socket stays there whatever thread uses it later).
@@ -428,7 +460,13 @@ impl PacketBackend {
             };
         filter::attach(
             &sock,
-            &filter::program(cfg.ipv4, cfg.ipv6, &cfg.admit, drop_outgoing),
+            &filter::program(
+                cfg.ipv4,
+                cfg.ipv6,
+                &cfg.admit,
+                cfg.split.as_ref(),
+                drop_outgoing,
+            ),
         )
         .map_err(host("SO_ATTACH_FILTER"))?;
         // SAFETY: the option takes an int.
@@ -474,12 +512,7 @@ impl PacketBackend {
             ),
             None => log::debug!("packet backend: receiving with recvmsg"),
         }
-        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ALL.to_be();
-        sll.sll_ifindex = ifindex;
-        sys::bind_ll(&sock, &sll).map_err(host("bind"))?;
+        bind_to(&sock, ifindex).map_err(host("bind"))?;
 
         let next_hop_mac = match (ethernet, cfg.next_hop) {
             (true, Some(ip)) => arp_lookup(ip, &cfg.ifname).map_or(0, mac_to_u64),
@@ -504,7 +537,14 @@ impl PacketBackend {
             rx_cond: Condvar::new(),
             rx_coalesce: cfg.rx_coalesce,
             ring_span: ring.as_ref().map(RxRing::span),
-            receiver: Mutex::new(Receiver::new(ring)),
+            receiver: Mutex::new(Receiver {
+                main: Source::new(ring),
+                syns: None,
+            }),
+            filters: Mutex::new((cfg.admit.clone(), cfg.split.clone())),
+            syn_fd: AtomicI32::new(-1),
+            syn_ring: (AtomicUsize::new(0), AtomicUsize::new(0)),
+            own_only: AtomicI32::new(cfg.split.is_some().into()),
             tx_scratch: Mutex::new(TxScratch::new()),
             stop_fd: sys::eventfd().map_err(host("eventfd"))?,
             rx_thread: Mutex::new(None),

@@ -2,7 +2,9 @@
 //! (`ring.rs`), without a system call per packet; where the host refused a ring, and for
 //! packets too big for its frames, from the socket's queue with
 //! `recvmsg(MSG_DONTWAIT|MSG_TRUNC)`. Each goes to LKL with a virtio_net_hdr (`vnet.rs`) and,
-//! on Ethernet, teaches the backend its next hop (`neighbour.rs`).
+//! on Ethernet, teaches the backend its next hop (`neighbour.rs`). A process that serves
+//! listeners with others has a second socket, for its share of their new connections
+//! (`share.rs`): it is read first, the same way.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -34,6 +36,14 @@ const RX_MAX: usize = 65535;
 
 /// The receiving side, used by the kernel's poll (one caller at a time).
 pub(super) struct Receiver {
+    /// The backend's own socket's.
+    pub(super) main: Source,
+    /// The socket that deals out new connections of shared listeners (see `share.rs`).
+    pub(super) syns: Option<(sys::Fd, Source)>,
+}
+
+/// What a socket is read through.
+pub(super) struct Source {
     /// The ring, unless the host refused one.
     ring: Option<RxRing>,
     /// A packet read with recvmsg: its bytes from `buf[0]`.
@@ -42,20 +52,25 @@ pub(super) struct Receiver {
     pending: Option<(usize, [u8; VNET_HDR_LEN])>,
 }
 
-impl Receiver {
-    pub(super) fn new(ring: Option<RxRing>) -> Receiver {
-        Receiver {
+impl Source {
+    pub(super) fn new(ring: Option<RxRing>) -> Source {
+        Source {
             ring,
-            buf: vec![0; RX_MAX],
+            buf: Vec::new(),
             pending: None,
         }
+    }
+
+    /// The ring's mapping, if there is one.
+    pub(super) fn ring_span(&self) -> Option<(usize, usize)> {
+        self.ring.as_ref().map(RxRing::span)
     }
 }
 
 impl PacketBackend {
     /// Whether packets arrive through the shared ring (else by recvmsg).
     pub fn rx_ring(&self) -> bool {
-        lock(&self.receiver).ring.is_some()
+        lock(&self.receiver).main.ring.is_some()
     }
 
     /// Hands the kernel up to `budget` received packets; returns how many it took.
@@ -65,13 +80,38 @@ impl PacketBackend {
         deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
     ) -> Result<usize, Errno> {
         let mut receiver = lock(&self.receiver);
-        let Receiver { ring, buf, pending } = &mut *receiver;
+        let Receiver { main, syns } = &mut *receiver;
+        let mut taken = 0;
+        let mut room = true;
+        if let Some((sock, syns)) = syns {
+            (taken, room) = self.drain(sock, syns, budget, deliver)?;
+        }
+        if room && taken < budget {
+            taken += self.drain(&self.sock, main, budget - taken, deliver)?.0;
+        }
+        self.counters
+            .rx_packets
+            .fetch_add(taken as u64, Ordering::Relaxed);
+        Ok(taken)
+    }
+
+    /// Hands the kernel up to `budget` packets from `sock`; returns how many it took and
+    /// whether it had memory for more.
+    fn drain(
+        &self,
+        sock: &sys::Fd,
+        source: &mut Source,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
+    ) -> Result<(usize, bool), Errno> {
+        let Source { ring, buf, pending } = source;
         let mut taken = 0;
         while taken < budget {
             let Some(ring) = ring.as_mut() else {
-                match self.deliver_from_queue(buf, pending, deliver)? {
+                match self.deliver_from_queue(sock, queue_buf(buf), pending, deliver)? {
                     Some(Delivery::Taken) => taken += 1,
-                    Some(Delivery::NoMemory) | None => break,
+                    Some(Delivery::NoMemory) => return Ok((taken, false)),
+                    None => break,
                 }
                 continue;
             };
@@ -80,7 +120,7 @@ impl PacketBackend {
             };
             let delivered = if frame.status & TP_STATUS_COPY != 0 {
                 // Too big for the frame: the whole packet waits in the receive queue.
-                let delivered = self.deliver_from_queue(buf, pending, deliver)?;
+                let delivered = self.deliver_from_queue(sock, queue_buf(buf), pending, deliver)?;
                 if delivered == Some(Delivery::Taken) {
                     self.counters.rx_copied.fetch_add(1, Ordering::Relaxed);
                 }
@@ -95,7 +135,7 @@ impl PacketBackend {
             };
             match delivered {
                 // The frame stays ours; the next call starts with it.
-                Some(Delivery::NoMemory) => break,
+                Some(Delivery::NoMemory) => return Ok((taken, false)),
                 Some(Delivery::Taken) => taken += 1,
                 None => {
                     self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
@@ -103,10 +143,7 @@ impl PacketBackend {
             }
             ring.release();
         }
-        self.counters
-            .rx_packets
-            .fetch_add(taken as u64, Ordering::Relaxed);
-        Ok(taken)
+        Ok((taken, true))
     }
 
     /// Hands the kernel the packet kept in `buf` for lack of kernel memory, else the next one
@@ -114,13 +151,14 @@ impl PacketBackend {
     /// None when no packet waits.
     fn deliver_from_queue(
         &self,
+        sock: &sys::Fd,
         buf: &mut [u8],
         pending: &mut Option<(usize, [u8; VNET_HDR_LEN])>,
         deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
     ) -> Result<Option<Delivery>, Errno> {
         let Some((len, hdr)) = (match pending.take() {
             Some(kept) => Some(kept),
-            None => self.recv(buf)?,
+            None => self.recv(sock, buf)?,
         }) else {
             return Ok(None);
         };
@@ -134,7 +172,11 @@ impl PacketBackend {
     /// Receives the next packet from the socket's queue into `buf` with recvmsg; returns its
     /// length and virtio_net_hdr, None when none waits. Packets longer than `buf` are
     /// counted and skipped.
-    fn recv(&self, buf: &mut [u8]) -> Result<Option<(usize, [u8; VNET_HDR_LEN])>, Errno> {
+    fn recv(
+        &self,
+        sock: &sys::Fd,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, [u8; VNET_HDR_LEN])>, Errno> {
         let link = if self.own_mac.is_some() { ETH_HLEN } else { 0 };
         loop {
             // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
@@ -167,13 +209,13 @@ impl PacketBackend {
             let headers = link + if self.vnet { VNET_HDR_LEN } else { 0 };
             // SAFETY: msg names sll, the control buffer, the header arrays and `buf`, all
             // alive and exclusively ours during the call.
-            let len = match unsafe {
-                sys::recvmsg(&self.sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
-            } {
-                Ok(len) => len.saturating_sub(headers),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
-            };
+            let len =
+                match unsafe { sys::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) }
+                {
+                    Ok(len) => len.saturating_sub(headers),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(Errno(e.raw_os_error().unwrap_or(libc::EIO))),
+                };
             if len > buf.len() {
                 self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -200,6 +242,14 @@ impl PacketBackend {
             )));
         }
     }
+}
+
+/// The recvmsg buffer, made on first use (with a ring it is seldom needed).
+fn queue_buf(buf: &mut Vec<u8>) -> &mut [u8] {
+    if buf.is_empty() {
+        buf.resize(RX_MAX, 0);
+    }
+    buf
 }
 
 /// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so

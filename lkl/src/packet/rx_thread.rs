@@ -76,17 +76,17 @@ impl PacketBackend {
                     return;
                 }
             }
+            let pollin = |fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // The new-connections socket, while in a group (`share.rs`): a negative fd is
+            // ignored by poll.
             let mut fds = [
-                libc::pollfd {
-                    fd: self.sock.raw(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.stop_fd.raw(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
+                pollin(self.sock.raw()),
+                pollin(self.stop_fd.raw()),
+                pollin(self.syn_fd.load(Ordering::Relaxed)),
             ];
             match sys::ppoll(&mut fds, None) {
                 Ok(_) => {}
@@ -97,8 +97,19 @@ impl PacketBackend {
                 }
             }
             if fds[1].revents != 0 {
-                return;
+                if lock(&self.rx).stopping {
+                    return;
+                }
+                // Woken to poll the sockets there are now (rethink_rx).
+                if let Err(e) = sys::eventfd_clear(&self.stop_fd) {
+                    log::error!(target: "lkl", "packet backend: eventfd: {e}; rx stops");
+                    return;
+                }
+                continue;
             }
+            // The new-connections socket may have closed (left the group) since its number
+            // was read: only its packets count.
+            fds[0].revents |= fds[2].revents & libc::POLLIN;
             if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
                 log::error!(target: "lkl", "packet backend: socket error; rx stops");
                 return;
@@ -118,6 +129,13 @@ impl PacketBackend {
                 lock(&self.rx).armed = false;
                 irq.trigger();
             }
+        }
+    }
+
+    /// Has the rx thread poll the sockets there are now (one joined or left a group).
+    pub(super) fn rethink_rx(&self) {
+        if let Err(e) = sys::eventfd_signal(&self.stop_fd) {
+            log::error!(target: "lkl", "packet backend: waking the rx thread: {e}");
         }
     }
 

@@ -169,6 +169,14 @@ pub fn eventfd_signal(fd: &Fd) -> io::Result<()> {
         .map(drop)
 }
 
+/// Resets an eventfd's count to zero (it must be non-zero: the read would block).
+pub fn eventfd_clear(fd: &Fd) -> io::Result<()> {
+    let mut count: u64 = 0;
+    // SAFETY: reads 8 bytes into `count`, alive during the call.
+    check(unsafe { crate::raw_syscall!(libc::SYS_read, fd.0, ptr::from_mut(&mut count), 8usize) })
+        .map(drop)
+}
+
 /// Reads a whole (small, /proc) file with raw openat/read.
 pub fn read_file(path: &std::ffi::CStr) -> io::Result<Vec<u8>> {
     // SAFETY: path is NUL-terminated and alive during the call.

@@ -70,6 +70,7 @@ pub fn attach_with(
         ipv6: Some(addrs.lkl_v6),
         next_hop,
         admit: Default::default(),
+        split: None,
         offload: opts.offload,
         rx_ring: opts.rx_ring,
         rx_coalesce: opts.rx_coalesce,

@@ -19,6 +19,11 @@
  * packets. That lasts until the last busy poller gives up and sleeps, or,
  * should the last one leave with its data and not come back to wait,
  * LKL_BUSY_SUSPEND_NS after its last poll (as Linux's irq suspension does).
+ *
+ * Kernels that share listeners with others (a pre-fork server's processes,
+ * each with a kernel of its own) get every segment of every connection of
+ * them; while the host says so, rx drops those of connections this kernel
+ * does not have before the stack sees them (lkl_netdev_foreign).
  */
 #include <linux/hrtimer.h>
 #include <linux/if_arp.h>
@@ -28,6 +33,9 @@
 #include <linux/skbuff.h>
 #include <linux/virtio_net.h>
 #include <net/checksum.h>
+#include <net/inet_hashtables.h>
+#include <net/inet6_hashtables.h>
+#include <net/tcp.h>
 #include "internal.h"
 
 /* The header, the linear part and each page fragment. */
@@ -142,6 +150,65 @@ static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
 }
 
 /*
+ * Whether the bare IP packet is a TCP segment, other than a new
+ * connection's SYN, of a connection (or request, or time-wait) that this
+ * kernel does not have (see lkl_netdev.own_only).
+ */
+static bool lkl_netdev_foreign(struct net_device *dev, const u8 *p,
+			       unsigned int len)
+{
+	struct inet_hashinfo *hashinfo;
+	const struct tcphdr *th;
+	struct net *net = dev_net(dev);
+	struct sock *sk = NULL;
+	unsigned int thoff;
+
+	hashinfo = net->ipv4.tcp_death_row.hashinfo;
+	if (p[0] >> 4 == 4) {
+		const struct iphdr *iph = (const struct iphdr *)p;
+
+		thoff = iph->ihl * 4;
+		if (len < sizeof(*iph) || thoff < sizeof(*iph) ||
+		    iph->protocol != IPPROTO_TCP ||
+		    (iph->frag_off & htons(IP_OFFSET)) ||
+		    len < thoff + sizeof(*th))
+			return false;
+		th = (const struct tcphdr *)(p + thoff);
+		if (th->syn && !th->ack)
+			return false;
+		rcu_read_lock();
+		sk = __inet_lookup_established(net, hashinfo, iph->saddr,
+					       th->source, iph->daddr,
+					       ntohs(th->dest), dev->ifindex,
+					       0);
+		rcu_read_unlock();
+#if IS_ENABLED(CONFIG_IPV6)
+	} else if (p[0] >> 4 == 6) {
+		const struct ipv6hdr *ip6h = (const struct ipv6hdr *)p;
+
+		thoff = sizeof(*ip6h);
+		if (len < thoff + sizeof(*th) || ip6h->nexthdr != IPPROTO_TCP)
+			return false;
+		th = (const struct tcphdr *)(p + thoff);
+		if (th->syn && !th->ack)
+			return false;
+		rcu_read_lock();
+		sk = __inet6_lookup_established(net, hashinfo, &ip6h->saddr,
+						th->source, &ip6h->daddr,
+						ntohs(th->dest), dev->ifindex,
+						0);
+		rcu_read_unlock();
+#endif
+	} else {
+		return false;
+	}
+	if (!sk)
+		return true;
+	sock_gen_put(sk);
+	return false;
+}
+
+/*
  * Takes one packet the host delivers (see lkl_netdev_ops.rx) into an skb of
  * its own size, copied out of host memory. The buffer is kmalloc'ed, not a
  * napi_alloc_skb fragment of a 32 KiB page: a page stays allocated while
@@ -164,6 +231,11 @@ static int lkl_netdev_deliver(void *ctx, const void *vnet_hdr,
 	memcpy(&hdr, vnet_hdr, sizeof(hdr));
 	if (!len || len > LKL_RX_MAX) {
 		dev->stats.rx_length_errors++;
+		return 0;
+	}
+	if (priv->nd->own_only && READ_ONCE(*priv->nd->own_only) &&
+	    lkl_netdev_foreign(dev, packet, len)) {
+		dev_core_stats_rx_nohandler_inc(dev);
 		return 0;
 	}
 	skb = alloc_skb(NET_SKB_PAD + NET_IP_ALIGN + len,

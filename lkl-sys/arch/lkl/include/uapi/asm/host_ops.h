@@ -162,6 +162,16 @@ struct lkl_netdev {
 	unsigned int offloads;
 	/* set by lkl_netdev_add: the interrupt that announces rx packets */
 	int irq;
+	/*
+	 * Optional, read at every rx packet: while the host sets it non-zero,
+	 * TCP segments of connections the kernel does not have are dropped
+	 * unseen, first segments of new ones (SYN without ACK) excepted. For
+	 * kernels that each get every segment of connections shared out among
+	 * several of them (processes serving the same listeners): a kernel
+	 * must neither answer the others' segments with resets nor spend time
+	 * on them.
+	 */
+	const int *own_only;
 };
 
 /*
