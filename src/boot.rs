@@ -24,6 +24,25 @@ pub struct ChildBoot {
     pub sock: Option<c_int>,
     /// The ports of the listeners it serves with the others.
     pub listeners: Vec<u16>,
+    /// Its place among the program's processes, which picks its share of the client ports
+    /// (see [`client_ports_of`]).
+    pub slot: u32,
+}
+
+/// Processes of one program whose kernels make client connections from the same address
+/// must not pick the same local port (their peers would see one connection): each takes
+/// one of this many slices of the client port range, by the order it was forked in.
+const CLIENT_PORT_SLICES: u32 = 8;
+
+/// The slice of `range` for the process forked `slot`th (the first process is 0).
+pub fn client_ports_of(range: (u16, u16), slot: u32) -> (u16, u16) {
+    let (lo, hi) = (u32::from(range.0), u32::from(range.1));
+    let width = (hi - lo + 1) / CLIENT_PORT_SLICES;
+    if width == 0 {
+        return range;
+    }
+    let start = lo + (slot % CLIENT_PORT_SLICES) * width;
+    (start as u16, (start + width - 1) as u16)
 }
 
 /// The kernel's way to the host network: the packet device and the ports LKL owns on it.
@@ -117,8 +136,12 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
         )
     }
     .map_err(|e| format!("cannot raise the kernel's fd limit: {e}"))?;
-    // LKL's own clients take ports the host's do not (its ip_local_port_range).
-    let (lo, hi) = policy.client_ports;
+    // LKL's own clients take ports the host's do not (its ip_local_port_range); a forked
+    // child its share of them.
+    let (lo, hi) = match child {
+        Some(c) => client_ports_of(policy.client_ports, c.slot),
+        None => policy.client_ports,
+    };
     kernel
         .sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
         .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
@@ -220,4 +243,30 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
         }
     );
     Ok((kernel, Network { backend, ownership }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ports_of;
+
+    #[test]
+    fn forked_processes_get_client_port_slices_that_do_not_overlap() {
+        let range = (61000, 65535);
+        let slices: Vec<_> = (0..8).map(|s| client_ports_of(range, s)).collect();
+        assert_eq!(slices[0], (61000, 61566));
+        assert_eq!(slices[7], (64969, 65535));
+        for pair in slices.windows(2) {
+            assert_eq!(pair[0].1 + 1, pair[1].0);
+        }
+        assert_eq!(
+            client_ports_of(range, 9),
+            slices[1],
+            "the ninth wraps around"
+        );
+        assert_eq!(
+            client_ports_of((100, 104), 3),
+            (100, 104),
+            "too few ports to split"
+        );
+    }
 }

@@ -19,7 +19,7 @@
 //! socket for the group. The rest of a child's set-up waits for its boot.
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use lkl::locks::lock;
 
@@ -38,6 +38,9 @@ static ACCEPTED: AtomicBool = AtomicBool::new(false);
 /// The packet socket this process will join the group with, opened in a fork handler
 /// (-1: none).
 static GROUP_SOCK: AtomicI32 = AtomicI32::new(-1);
+/// How many processes have been forked with the listeners, in memory all of them share
+/// (null until the first such fork): each takes the next slot (`boot::client_ports_of`).
+static FORKED: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Registers the fork handlers (before `main`).
 pub fn register() {
@@ -47,7 +50,30 @@ pub fn register() {
 }
 
 extern "C" fn prepare() {
+    if FORKED.load(Ordering::Relaxed).is_null() && kernel::booted() {
+        share_a_counter();
+    }
     fdtable::hold_for_fork();
+}
+
+/// Maps the counter of forked processes, shared with every process forked from now on.
+fn share_a_counter() {
+    // SAFETY: a new anonymous shared mapping of one page; nothing else refers to it.
+    let page = unsafe {
+        lkl::raw_syscall!(
+            libc::SYS_mmap,
+            0usize,
+            4096usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0usize
+        )
+    };
+    if page > 0 {
+        // A fresh mapping is zeroed: the counter starts at 0, the first process's slot.
+        FORKED.store(page as *mut AtomicU32, Ordering::Relaxed);
+    }
 }
 
 /// The parent's listeners are served by its children from now on, unless it serves them
@@ -61,6 +87,13 @@ extern "C" fn in_parent() {
     GROUP.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
     kernel::ownership().leave_firewall_to_children();
     open_group_socket();
+    // Slot 0: the first of the client port slices, the others are its children's.
+    let (lo, hi) = crate::boot::client_ports_of(kernel::config().policy.client_ports, 0);
+    if let Err(e) =
+        kernel::kernel().sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
+    {
+        log::warn!("cannot narrow LKL's client ports to this process's share: {e}");
+    }
     if ACCEPTED.load(Ordering::Relaxed) {
         join_group();
     } else {
@@ -97,7 +130,14 @@ extern "C" fn in_child() {
     }
     let sock = open_cloexec_socket();
     open_group_socket();
-    kernel::boot_as_child(ChildBoot { sock, listeners });
+    // SAFETY: FORKED, if set, points to the counter's shared page, mapped for good.
+    let slot = unsafe { FORKED.load(Ordering::Relaxed).as_ref() }
+        .map_or(1, |forked| forked.fetch_add(1, Ordering::Relaxed) + 1);
+    kernel::boot_as_child(ChildBoot {
+        sock,
+        listeners,
+        slot,
+    });
 }
 
 /// A packet socket on the interface, not inherited by programs the process execs; None if
