@@ -25,7 +25,6 @@ use lkl::locks::lock;
 
 use crate::boot::ChildBoot;
 use crate::objects::{Object, Socket};
-use crate::ownership::Sharing;
 use crate::{fdtable, kernel, tcpinfo};
 
 /// The fanout group of this program's processes: the pid of the first that forked with
@@ -97,7 +96,7 @@ extern "C" fn in_parent() {
     if ACCEPTED.load(Ordering::Relaxed) {
         join_group();
     } else {
-        kernel::ownership().share_listeners(Sharing::ServedElsewhere);
+        kernel::ownership().leave_listeners_to_children();
     }
 }
 

@@ -40,7 +40,7 @@ struct State {
 
 /// How a process takes part in serving listeners with other processes of the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sharing {
+enum Sharing {
     /// No other process serves this one's listeners.
     Alone,
     /// Others do and this one does not: their connections must not reach it.
@@ -227,12 +227,11 @@ impl Ownership {
         lock(&self.state).listening.contains_key(&port)
     }
 
-    /// This process's listeners are shared with processes forked from it: it serves them
-    /// with those (`Serving`, after [`join_group`](Self::join_group)) or leaves them to
-    /// them (`ServedElsewhere`).
-    pub fn share_listeners(&self, sharing: Sharing) {
+    /// Processes forked from this one serve its listeners, and this one does not (yet, see
+    /// [`join_group`](Self::join_group)): their connections must not reach it.
+    pub fn leave_listeners_to_children(&self) {
         let mut st = lock(&self.state);
-        st.sharing = sharing;
+        st.sharing = Sharing::ServedElsewhere;
         st.shared_ports = st.listening.keys().copied().collect();
         self.refilter(&st);
     }

@@ -1,8 +1,9 @@
 //! nginx as packaged configurations run it: a master and two workers (`master_process on;
-//! worker_processes 2;`, the workers as `nobody`), under the preload. The master opens the
-//! listener on LKL and never accepts; each worker makes it again in a kernel of its own. From
-//! the peer, 200 connections each download 1 MiB byte for byte, both workers (and only they)
-//! serve a share, the container's host stack holds no listener, and SIGTERM ends master and
+//! worker_processes 2;`, the workers as `nobody`), under `lkl-run --ports` or the preload. The
+//! master opens the listener on LKL and never accepts; each worker makes it again in a kernel
+//! of its own. From the peer, 200 connections each download 1 MiB byte for byte, both workers
+//! (and only they) serve a share, by their `X-Worker-Pid` header and by nginx's access log
+//! (`$pid`), the container's host stack holds no listener, and SIGTERM ends master and
 //! workers. `nginx -s reload`, again and again under a load of kept-alive connections, fails
 //! no request (new workers take new connections while the old ones finish theirs), and
 //! `nginx -s quit` lets downloads in flight complete. On an address shared with the host,
@@ -24,7 +25,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use apps::{write_random_file, Scratch, MIB};
-use common::{command_in, host_listens_on, lkl_env, lkl_v4, venet, wait_until, Server};
+use common::{
+    command_in, host_listens_on, lkl_env, lkl_run_bin, lkl_v4, venet, wait_until, Server,
+};
 use host_firewall::lklhijack_tables;
 use http_client::KeepAlive;
 use lkl_ports::firewall::table_name;
@@ -77,7 +80,15 @@ struct Nginx {
     dir: Scratch,
 }
 
-fn start_nginx(topo: &VenetTopology, addr: SocketAddr, env: &[(String, String)]) -> Nginx {
+/// How nginx is started on LKL.
+enum Start<'a> {
+    /// With the library preloaded through this environment.
+    Preloaded(&'a [(String, String)]),
+    /// By `lkl-run --ports PORT`, as a user would, with LKL on the rig's LKL address.
+    LklRun,
+}
+
+fn start_nginx(topo: &VenetTopology, addr: SocketAddr, start: Start<'_>) -> Nginx {
     let dir = Scratch::new("nginx-prefork");
     for sub in ["www/slow", "tmp"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -98,7 +109,8 @@ error_log stderr;
 pid {tmp}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    log_format pids '$pid';
+    access_log {tmp}/access.log pids;
     sendfile on;
     keepalive_requests 1000000;
     default_type application/octet-stream;
@@ -118,19 +130,37 @@ http {{
         www = dir.str("www"),
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut cmd = command_in(
-        topo.container_ns(),
+    let nginx = [
         "nginx",
-        &[
-            "-p",
-            &dir.str(""),
-            "-c",
-            &dir.str("nginx.conf"),
-            "-e",
-            "stderr",
-        ],
-        env,
-    );
+        "-p",
+        &dir.str(""),
+        "-c",
+        &dir.str("nginx.conf"),
+        "-e",
+        "stderr",
+    ];
+    let mut cmd = match start {
+        Start::Preloaded(env) => command_in(topo.container_ns(), "nginx", &nginx[1..], env),
+        Start::LklRun => {
+            let (ip, port) = (topo.addrs().lkl_v4.to_string(), PORT.to_string());
+            let mut args = vec![
+                "--iface",
+                topo.container_if(),
+                "--ip",
+                &ip,
+                "--ports",
+                &port,
+                "--",
+            ];
+            args.extend(nginx);
+            command_in(
+                topo.container_ns(),
+                lkl_run_bin().to_str().unwrap(),
+                &args,
+                &[],
+            )
+        }
+    };
     cmd.process_group(0);
     let mut server = Server::spawn(cmd, "nginx (master and workers)");
     let master = server.child.id();
@@ -158,6 +188,22 @@ http {{
 }
 
 impl Nginx {
+    /// nginx ended with `status` after `what`: it must be success, and every worker it
+    /// started with must be gone too.
+    fn assert_ended(&mut self, status: std::process::ExitStatus, what: &str) {
+        assert!(
+            status.success(),
+            "nginx after {what}: {status}\n{}",
+            self.server.output()
+        );
+        for &pid in &self.workers {
+            assert!(
+                wait_until(Duration::from_secs(5), || gone(pid)).is_some(),
+                "worker {pid} outlived nginx after {what}"
+            );
+        }
+    }
+
     /// `nginx -s signal` (reload, quit, ...), as an operator types it: the command signals
     /// the master named in the pid file.
     fn signal(&self, topo: &VenetTopology, signal: &str) {
@@ -173,7 +219,7 @@ impl Nginx {
 fn nginx_master_and_two_workers_on_lkl_share_200_downloads_intact() {
     let topo = venet();
     let addr = lkl_v4(&topo, PORT);
-    let mut nginx = start_nginx(&topo, addr, &lkl_env(&topo));
+    let mut nginx = start_nginx(&topo, addr, Start::LklRun);
     let (master, workers) = (nginx.master, nginx.workers.clone());
 
     let started = Instant::now();
@@ -194,6 +240,13 @@ fn nginx_master_and_two_workers_on_lkl_share_200_downloads_intact() {
         "{CONNECTIONS} x 1 MiB in {:.1} s, by worker pid: {per_pid:?} (master {master})",
         elapsed.as_secs_f64()
     );
+    // nginx's own account agrees: its access log, one `$pid` line per request.
+    let mut logged: BTreeMap<u32, usize> = BTreeMap::new();
+    let log = std::fs::read_to_string(nginx.dir.join("tmp/access.log")).unwrap_or_default();
+    for pid in log.lines().filter_map(|l| l.trim().parse().ok()) {
+        *logged.entry(pid).or_default() += 1;
+    }
+    assert_eq!(logged, per_pid, "nginx's access log");
     assert!(
         alive,
         "nginx's master exited while serving\n{}",
@@ -201,17 +254,7 @@ fn nginx_master_and_two_workers_on_lkl_share_200_downloads_intact() {
     );
 
     let status = nginx.server.terminate(Duration::from_secs(10));
-    assert!(
-        status.success(),
-        "nginx: {status}\n{}",
-        nginx.server.output()
-    );
-    for pid in workers {
-        assert!(
-            wait_until(Duration::from_secs(5), || gone(pid)).is_some(),
-            "worker {pid} outlived its master"
-        );
-    }
+    nginx.assert_ended(status, "SIGTERM");
 }
 
 /// Whether process `pid` has ended (and been reaped).
@@ -237,7 +280,7 @@ fn nginx_workers_serve_on_after_kill_9_of_the_master_and_then_leave_nothing() {
     let topo = venet();
     let addr = SocketAddr::new(topo.addrs().host_v4.into(), PORT);
     let sockets_before = packet_sockets(&topo);
-    let mut nginx = start_nginx(&topo, addr, &shared_ip_env(&topo));
+    let mut nginx = start_nginx(&topo, addr, Start::Preloaded(&shared_ip_env(&topo)));
     let (master, workers) = (nginx.master, nginx.workers.clone());
     let table = format!("inet {}", table_name(topo.container_if(), master));
     assert!(
@@ -334,7 +377,7 @@ fn fetch_checked(client: &mut KeepAlive, path: &str, expected: &[u8], tally: &mu
 fn nginx_reload_every_10_s_under_2_minutes_of_kept_alive_load_fails_no_request() {
     let topo = venet();
     let addr = lkl_v4(&topo, PORT);
-    let mut nginx = start_nginx(&topo, addr, &lkl_env(&topo));
+    let mut nginx = start_nginx(&topo, addr, Start::Preloaded(&lkl_env(&topo)));
     let stop = AtomicBool::new(false);
     let timeout = Duration::from_secs(20);
     let (tallies, reloads) = thread::scope(|s| {
@@ -422,8 +465,7 @@ fn nginx_reload_every_10_s_under_2_minutes_of_kept_alive_load_fails_no_request()
 fn nginx_quit_lets_downloads_in_flight_complete() {
     let topo = venet();
     let addr = lkl_v4(&topo, PORT);
-    let mut nginx = start_nginx(&topo, addr, &lkl_env(&topo));
-    let workers = nginx.workers.clone();
+    let mut nginx = start_nginx(&topo, addr, Start::Preloaded(&lkl_env(&topo)));
     const DOWNLOADS: usize = 8;
     let results = thread::scope(|s| {
         let downloads: Vec<_> = (0..DOWNLOADS)
@@ -459,15 +501,5 @@ fn nginx_quit_lets_downloads_in_flight_complete() {
         .sum();
     assert_eq!(served, DOWNLOADS);
     let status = nginx.server.wait_for_exit(Duration::from_secs(10));
-    assert!(
-        status.success(),
-        "nginx: {status}\n{}",
-        nginx.server.output()
-    );
-    for pid in workers {
-        assert!(
-            wait_until(Duration::from_secs(5), || gone(pid)).is_some(),
-            "worker {pid} outlived nginx -s quit"
-        );
-    }
+    nginx.assert_ended(status, "nginx -s quit");
 }
