@@ -45,6 +45,11 @@ pub fn client_ports_of(range: (u16, u16), slot: u32) -> (u16, u16) {
     (start as u16, (start + width - 1) as u16)
 }
 
+/// The local ports the kernel's client connections take (its ip_local_port_range).
+pub fn set_client_ports(kernel: &Kernel, (lo, hi): (u16, u16)) -> Result<(), lkl::Errno> {
+    kernel.sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
+}
+
 /// The kernel's way to the host network: the packet device and the ports LKL owns on it.
 pub struct Network {
     pub backend: Arc<PacketBackend>,
@@ -142,8 +147,7 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
         Some(c) => client_ports_of(policy.client_ports, c.slot),
         None => policy.client_ports,
     };
-    kernel
-        .sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
+    set_client_ports(&kernel, (lo, hi))
         .map_err(|e| format!("LKL_HIJACK_CLIENT_PORTS={lo}-{hi}: the kernel refused it ({e})"))?;
     let backend = opening
         .wait()

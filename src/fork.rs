@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use lkl::locks::lock;
 
-use crate::boot::ChildBoot;
+use crate::boot::{self, ChildBoot};
 use crate::objects::{Object, Socket};
 use crate::{fdtable, kernel, tcpinfo};
 
@@ -87,10 +87,8 @@ extern "C" fn in_parent() {
     kernel::ownership().leave_firewall_to_children();
     open_group_socket();
     // Slot 0: the first of the client port slices, the others are its children's.
-    let (lo, hi) = crate::boot::client_ports_of(kernel::config().policy.client_ports, 0);
-    if let Err(e) =
-        kernel::kernel().sysctl_write("net.ipv4.ip_local_port_range", &format!("{lo} {hi}"))
-    {
+    let first = boot::client_ports_of(kernel::config().policy.client_ports, 0);
+    if let Err(e) = boot::set_client_ports(kernel::kernel(), first) {
         log::warn!("cannot narrow LKL's client ports to this process's share: {e}");
     }
     if ACCEPTED.load(Ordering::Relaxed) {

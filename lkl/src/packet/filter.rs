@@ -235,19 +235,22 @@ pub(super) fn program(
 
     // A = the destination port, X = the transport header's offset.
     a.bind(tcp);
-    if let Some(split) = split {
+    let shared = split.map(|split| {
         let shared = a.label();
         for &port in &split.listeners {
             a.jump(libc::BPF_JEQ, u32::from(port), 0, 1);
             a.ja(shared);
         }
-        match admit {
-            Admit::Ports { tcp: t, .. } if !new_only => a.ret_in(t, ACCEPT),
-            _ => {}
-        }
-        a.ret(other);
+        (shared, split.take)
+    });
+    match admit {
+        Admit::Ports { tcp: t, .. } if !new_only => a.ret_in(t, ACCEPT),
+        _ => {}
+    }
+    a.ret(other);
+    if let Some((shared, take)) = shared {
         a.bind(shared);
-        let (new, established) = match split.take {
+        let (new, established) = match take {
             Take::Nothing => (0, 0),
             Take::NewConnections => (ACCEPT, 0),
             Take::Established => (0, ACCEPT),
@@ -257,10 +260,7 @@ pub(super) fn program(
         a.jump(libc::BPF_JSET, ACK, 1, 0);
         a.ret(new);
         a.ret(established);
-    } else if let Admit::Ports { tcp: t, .. } = admit {
-        a.ret_in(t, ACCEPT);
     }
-    a.ret(other);
     a.bind(udp);
     match admit {
         Admit::Ports { udp: u, .. } if !new_only => a.ret_in(u, ACCEPT),

@@ -199,10 +199,6 @@ impl PacketBackend {
     /// address it shares with the host, or its processes share listeners). The new filters
     /// replace the old ones atomically.
     pub fn admit(&self, admit: &Admit, split: Option<&Split>) -> io::Result<()> {
-        // Processes that share listeners see each other's segments (share.rs).
-        if split.is_some() {
-            self.own_only.store(1, Ordering::Relaxed);
-        }
         let mut filters = lock(&self.filters);
         *filters = (admit.clone(), split.cloned());
         self.attach_filters(&filters)

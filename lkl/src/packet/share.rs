@@ -68,7 +68,6 @@ impl PacketBackend {
         self.syn_ring.1.store(len, Ordering::Relaxed);
         self.syn_fd.store(sock.raw(), Ordering::Relaxed);
         lock(&self.receiver).syns = Some((sock, source));
-        self.own_only.store(1, Ordering::Relaxed);
         self.rethink_rx();
         // Only now that new connections come through the group does this socket stop
         // taking them.
@@ -111,6 +110,11 @@ impl PacketBackend {
     /// new-connections socket's.
     pub(super) fn attach_filters(&self, filters: &(Admit, Option<Split>)) -> io::Result<()> {
         let (admit, split) = filters;
+        // Processes that share listeners see each other's segments: before the filter lets
+        // them in, the kernel drops those it has no connection for.
+        if split.is_some() {
+            self.own_only.store(1, Ordering::Relaxed);
+        }
         let main = filter::program(
             self.ipv4,
             self.ipv6,
