@@ -81,10 +81,11 @@ pub fn boot(cfg: &HijackConfig, child: Option<&ChildBoot>) -> Result<(Kernel, Ne
     let policy = &cfg.policy;
     let shared = ownership::is_shared(net.ip, net.ipv6);
     let (tcp, udp) = ownership::initial_ports(policy);
-    // A child serves the parent's listeners with the other processes from the first packet.
+    // A child's own socket leaves the parent's listeners to the group, which it joins once
+    // it has made them again.
     let split = child.map(|c| Split {
         listeners: c.listeners.clone(),
-        take: Take::Established,
+        take: Take::Nothing,
         serving: c.listeners.clone(),
     });
     // Opened while the kernel boots: the host makes the socket's setup wait.

@@ -7,12 +7,12 @@
 //! give EBADF in the child.
 //!
 //! The processes that serve split the listeners' connections (`lkl::packet`'s share.rs):
-//! the host deals new ones out through a PACKET_FANOUT group, and every other segment of
-//! theirs reaches each serving process, whose kernel takes those of its own connections. A
-//! child serves from its boot and joins the group when it makes the listeners again; the
-//! parent, which may never accept (nginx's master), keeps their ports out of its own
-//! socket's filter from its first fork on, and joins the group instead once it waits on a
-//! listener (accept, poll, epoll). A process whose last listener closes leaves the group.
+//! the host deals their segments out by flow through a PACKET_FANOUT group, and a process
+//! given a segment of another's connection passes it on (mailbox.rs, through a table of the
+//! processes mapped at the first fork). A child joins the group when it has made the
+//! listeners again; the parent, which may never accept (nginx's master), keeps their ports
+//! out of its own socket's filter from its first fork on, and joins the group instead once
+//! it waits on a listener (accept, poll, epoll). A process stays in the group until it ends.
 //!
 //! Packet sockets are opened in the fork handlers, while the processes still have the
 //! parent's privileges (servers drop them after forking): the child's own and each process's
@@ -22,6 +22,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use lkl::locks::lock;
+use lkl::packet::Members;
 
 use crate::boot::{self, ChildBoot};
 use crate::objects::{Object, Socket};
@@ -37,9 +38,9 @@ static ACCEPTED: AtomicBool = AtomicBool::new(false);
 /// The packet socket this process will join the group with, opened in a fork handler
 /// (-1: none).
 static GROUP_SOCK: AtomicI32 = AtomicI32::new(-1);
-/// How many processes have been forked with the listeners, in memory all of them share
-/// (null until the first such fork): each takes the next slot (`boot::client_ports_of`).
-static FORKED: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+/// The table of the program's serving processes, in memory all of them share (null until
+/// the first fork with a kernel).
+static MEMBERS: AtomicPtr<Members> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Registers the fork handlers (before `main`).
 pub fn register() {
@@ -49,30 +50,19 @@ pub fn register() {
 }
 
 extern "C" fn prepare() {
-    if FORKED.load(Ordering::Relaxed).is_null() && kernel::booted() {
-        share_a_counter();
+    if MEMBERS.load(Ordering::Relaxed).is_null() && kernel::booted() {
+        match Members::map_shared() {
+            Ok(m) => MEMBERS.store(std::ptr::from_ref(m).cast_mut(), Ordering::Relaxed),
+            Err(e) => log::warn!("cannot map the table of the program's processes: {e}"),
+        }
     }
     fdtable::hold_for_fork();
 }
 
-/// Maps the counter of forked processes, shared with every process forked from now on.
-fn share_a_counter() {
-    // SAFETY: a new anonymous shared mapping of one page; nothing else refers to it.
-    let page = unsafe {
-        lkl::raw_syscall!(
-            libc::SYS_mmap,
-            0usize,
-            4096usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0usize
-        )
-    };
-    if page > 0 {
-        // A fresh mapping is zeroed: the counter starts at 0, the first process's slot.
-        FORKED.store(page as *mut AtomicU32, Ordering::Relaxed);
-    }
+/// The table of the program's serving processes, once mapped.
+fn members() -> Option<&'static Members> {
+    // SAFETY: MEMBERS is null or what Members::map_shared gave, mapped for good.
+    unsafe { MEMBERS.load(Ordering::Relaxed).as_ref() }
 }
 
 /// The parent's listeners are served by its children from now on, unless it serves them
@@ -127,9 +117,7 @@ extern "C" fn in_child() {
     }
     let sock = open_cloexec_socket();
     open_group_socket();
-    // SAFETY: FORKED, if set, points to the counter's shared page, mapped for good.
-    let slot = unsafe { FORKED.load(Ordering::Relaxed).as_ref() }
-        .map_or(1, |forked| forked.fetch_add(1, Ordering::Relaxed) + 1);
+    let slot = members().map_or(1, Members::count_fork);
     kernel::boot_as_child(ChildBoot {
         sock,
         listeners,
@@ -236,13 +224,15 @@ fn join_group() {
     if IN_GROUP.swap(true, Ordering::Relaxed) {
         return;
     }
-    let group = GROUP.load(Ordering::Relaxed) as u16;
+    let group = GROUP.load(Ordering::Relaxed);
     let fd = GROUP_SOCK.swap(-1, Ordering::Relaxed);
-    let joined = if fd < 0 {
-        Err(std::io::Error::from_raw_os_error(libc::EPERM))
-    } else {
+    let joined = match (fd, members()) {
+        (..0, _) => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+        (_, None) => Err(std::io::Error::from_raw_os_error(libc::ENOMEM)),
         // SAFETY: the socket open_group_socket opened; ownership moves here.
-        kernel::ownership().join_group(group, unsafe { OwnedFd::from_raw_fd(fd) })
+        (fd, Some(m)) => {
+            kernel::ownership().join_group(group, m, unsafe { OwnedFd::from_raw_fd(fd) })
+        }
     };
     if let Err(e) = joined {
         log::warn!(

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use lkl::packet::{Admit, PacketBackend, Split, Take};
+use lkl::packet::{Admit, Members, PacketBackend, Split, Take};
 use std::sync::Mutex;
 
 use lkl::locks::lock;
@@ -45,8 +45,8 @@ enum Sharing {
     Alone,
     /// Others do and this one does not: their connections must not reach it.
     ServedElsewhere,
-    /// This one serves them with the others: it sees every segment of their connections and
-    /// takes a share of the new ones (`lkl::packet`'s share.rs).
+    /// This one serves them with the others, in their fanout group (`lkl::packet`'s
+    /// share.rs).
     Serving,
 }
 
@@ -190,8 +190,8 @@ impl Ownership {
         }
     }
 
-    /// A listener on `port` closed. A process that serves with others and no longer
-    /// listens leaves their group: new connections go to the others.
+    /// A listener on `port` closed. In a process that serves with others, new connections
+    /// to the port go to the processes that still listen on it (`lkl::packet`'s mailbox.rs).
     pub fn not_listening(&self, port: u16) {
         let mut st = lock(&self.state);
         let Some(n) = st.listening.get_mut(&port) else {
@@ -203,13 +203,9 @@ impl Ownership {
         }
         st.listening.remove(&port);
         if st.sharing == Sharing::Serving {
-            // New connections to the port go to the processes that still listen on it;
-            // those this one has keep coming here.
+            self.refilter(&st);
             if st.listening.is_empty() {
-                self.backend.leave_group();
                 log::debug!("no listener left: this process takes no new connections");
-            } else {
-                self.refilter(&st);
             }
         }
     }
@@ -236,10 +232,15 @@ impl Ownership {
         self.refilter(&st);
     }
 
-    /// Joins the fanout group `group` of the processes that serve the shared listeners, with
-    /// `sock` (opened while the process had the privilege) for its share of their new
-    /// connections; from now on every segment of their connections reaches it too.
-    pub fn join_group(&self, group: u16, sock: OwnedFd) -> std::io::Result<()> {
+    /// Joins the fanout group `group` of the processes that serve the shared listeners, whose
+    /// table is `members`, with `sock` (opened while the process had the privilege) for its
+    /// share of their connections.
+    pub fn join_group(
+        &self,
+        group: u32,
+        members: &'static Members,
+        sock: OwnedFd,
+    ) -> std::io::Result<()> {
         let mut st = lock(&self.state);
         if st.sharing == Sharing::Alone {
             st.shared_ports = st.listening.keys().copied().collect();
@@ -247,7 +248,8 @@ impl Ownership {
         st.sharing = Sharing::Serving;
         let (admit, split) = self.admit(&st);
         let split = split.expect("a serving process splits");
-        self.backend.join_group(group, sock, &admit, &split)?;
+        self.backend
+            .join_group(group, members, sock, &admit, &split)?;
         log::debug!(
             "serving {:?} with the program's other processes",
             split.listeners
@@ -258,11 +260,9 @@ impl Ownership {
     /// What the packet filters admit.
     fn admit(&self, st: &State) -> (Admit, Option<Split>) {
         let base = admit(self.shared, &st.tcp, &st.udp);
-        let take = match st.sharing {
-            Sharing::Alone => return (base, None),
-            Sharing::ServedElsewhere => Take::Nothing,
-            Sharing::Serving => Take::Established,
-        };
+        if st.sharing == Sharing::Alone {
+            return (base, None);
+        }
         let listeners = st.shared_ports.iter().copied().collect();
         let mut serving: Vec<u16> = st.listening.keys().copied().collect();
         serving.sort_unstable();
@@ -270,7 +270,8 @@ impl Ownership {
             base,
             Some(Split {
                 listeners,
-                take,
+                // The group's sockets take them (see `join_group`).
+                take: Take::Nothing,
                 serving,
             }),
         )

@@ -27,6 +27,9 @@ pub enum Delivery {
     Taken,
     /// The kernel had no memory for it: keep it for a later call.
     NoMemory,
+    /// Not taken: a TCP segment of a connection this kernel does not have, while
+    /// [`NetBackend::own_only`] is set. The backend may pass it on to the kernel that has it.
+    Foreign,
 }
 
 /// A host-side network device. The methods run on kernel context (the calling thread holds
@@ -53,9 +56,9 @@ pub trait NetBackend: Send + Sync + 'static {
         false
     }
     /// A flag the kernel reads at every received packet, if the backend has one: while it is
-    /// non-zero, TCP segments of connections the kernel does not have are dropped unseen
-    /// (SYNs of new ones excepted). Asked once, at registration; it must live as long as
-    /// the backend.
+    /// non-zero, TCP segments of connections the kernel does not have are given back unseen
+    /// ([`Delivery::Foreign`]; SYNs of new ones excepted). Asked once, at registration; it
+    /// must live as long as the backend.
     fn own_only(&self) -> Option<&AtomicI32> {
         None
     }
@@ -231,10 +234,10 @@ unsafe extern "C" fn rx_trampoline<B: NetBackend>(
             // SAFETY: deliver is the kernel's callback for this poll with its ctx; it only
             // reads the header and the packet, which are live for the call.
             let rc = unsafe { deliver(ctx, hdr.as_ptr().cast(), packet.as_ptr().cast(), len) };
-            if rc == -(Errno::ENOMEM.0) {
-                Delivery::NoMemory
-            } else {
-                Delivery::Taken
+            match rc {
+                rc if rc == -(Errno::ENOMEM.0) => Delivery::NoMemory,
+                rc if rc == sys::LKL_NETDEV_FOREIGN as c_int => Delivery::Foreign,
+                _ => Delivery::Taken,
             }
         };
         match b.rx(usize::try_from(budget).unwrap_or(0), &mut to_kernel) {

@@ -29,26 +29,22 @@ pub enum Admit {
 }
 
 /// Listeners that several processes of the program serve (forked workers, see
-/// `PacketBackend::join_group`), and which of the TCP segments to their ports a socket takes.
+/// `PacketBackend::join_group`), and whether a socket takes the TCP segments to their ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
     pub listeners: Vec<u16>,
     pub take: Take,
-    /// Of those, the ones this process listens on: it takes a share of their new
-    /// connections (the others' go to the processes that still listen).
+    /// Of those, the ones this process listens on: new connections to the others are
+    /// handed to a process that does (`mailbox.rs`).
     pub serving: Vec<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Take {
-    /// None: other processes serve them (nginx's master).
+    /// None: a process's own socket (the fanout group deals them out).
     Nothing,
-    /// Only the first segment of new connections (SYN without ACK), and nothing else at all:
-    /// the socket in the fanout group that deals them out.
-    NewConnections,
-    /// All but those: a serving process's own socket, which sees every segment of every
-    /// connection, its own and the other processes' (whose kernels own them).
-    Established,
+    /// All of them, and nothing else at all: a serving process's socket in the group.
+    All,
 }
 
 const ACCEPT: u32 = u32::MAX;
@@ -61,9 +57,6 @@ fn net(offset: u32) -> u32 {
 }
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
-/// TCP header flags.
-const SYN: u32 = 0x02;
-const ACK: u32 = 0x10;
 
 /// A jump target, resolved when the program is finished.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -156,9 +149,9 @@ pub(super) fn program(
 ) -> Vec<sock_filter> {
     let mut a = Asm::default();
     let (ipv4, ipv6, tcp, udp) = (a.label(), a.label(), a.label(), a.label());
-    let new_only = split.is_some_and(|s| s.take == Take::NewConnections);
+    let group_only = split.is_some_and(|s| s.take == Take::All);
     // What is neither TCP nor UDP to a listed port (ICMP, later fragments, ...).
-    let other = if *admit == Admit::All && !new_only {
+    let other = if *admit == Admit::All && !group_only {
         ACCEPT
     } else {
         0
@@ -244,26 +237,20 @@ pub(super) fn program(
         (shared, split.take)
     });
     match admit {
-        Admit::Ports { tcp: t, .. } if !new_only => a.ret_in(t, ACCEPT),
+        Admit::Ports { tcp: t, .. } if !group_only => a.ret_in(t, ACCEPT),
         _ => {}
     }
     a.ret(other);
     if let Some((shared, take)) = shared {
         a.bind(shared);
-        let (new, established) = match take {
-            Take::Nothing => (0, 0),
-            Take::NewConnections => (ACCEPT, 0),
-            Take::Established => (0, ACCEPT),
-        };
-        a.stmt(op(libc::BPF_LD | libc::BPF_B, libc::BPF_IND), net(13)); // flags
-        a.jump(libc::BPF_JSET, SYN, 0, 2);
-        a.jump(libc::BPF_JSET, ACK, 1, 0);
-        a.ret(new);
-        a.ret(established);
+        a.ret(match take {
+            Take::Nothing => 0,
+            Take::All => ACCEPT,
+        });
     }
     a.bind(udp);
     match admit {
-        Admit::Ports { udp: u, .. } if !new_only => a.ret_in(u, ACCEPT),
+        Admit::Ports { udp: u, .. } if !group_only => a.ret_in(u, ACCEPT),
         _ => {}
     }
     a.ret(other);
@@ -438,13 +425,13 @@ mod tests {
     }
 
     #[test]
-    fn a_split_deals_new_connections_apart_from_the_rest() {
+    fn a_split_gives_every_segment_of_shared_ports_to_the_group_socket_alone() {
         let (v4, v6) = addrs();
         let (syn, syn_ack, ack, fin_ack) = (0x02, 0x12, 0x10, 0x11);
         let split = |take| Split {
             listeners: vec![80, 8443],
             take,
-            serving: vec![],
+            serving: vec![80],
         };
         let shared = Admit::Ports {
             tcp: vec![(80, 80), (8443, 8443), (9000, 9000)],
@@ -454,34 +441,29 @@ mod tests {
         let cases = [
             (Take::Nothing, Admit::All, 6, 80, syn, false),
             (Take::Nothing, Admit::All, 6, 8443, ack, false),
+            (Take::Nothing, Admit::All, 6, 80, fin_ack, false),
             (Take::Nothing, Admit::All, 6, 81, syn, true),
+            (Take::Nothing, Admit::All, 6, 81, ack, true),
             (Take::Nothing, Admit::All, 17, 80, 0, true),
             (Take::Nothing, Admit::All, 1, 0, 0, true),
-            (Take::NewConnections, Admit::All, 6, 80, syn, true),
-            (Take::NewConnections, Admit::All, 6, 8443, syn, true),
-            (Take::NewConnections, Admit::All, 6, 80, syn_ack, false),
-            (Take::NewConnections, Admit::All, 6, 80, ack, false),
-            (Take::NewConnections, Admit::All, 6, 81, syn, false),
-            (Take::NewConnections, Admit::All, 17, 80, 0, false),
-            (Take::NewConnections, Admit::All, 1, 0, 0, false),
-            (Take::Established, Admit::All, 6, 80, syn, false),
-            (Take::Established, Admit::All, 6, 80, ack, true),
-            (Take::Established, Admit::All, 6, 8443, fin_ack, true),
-            (Take::Established, Admit::All, 6, 80, syn_ack, true),
-            (Take::Established, Admit::All, 6, 81, syn, true),
-            (Take::Established, Admit::All, 1, 0, 0, true),
+            (Take::All, Admit::All, 6, 80, syn, true),
+            (Take::All, Admit::All, 6, 8443, syn, true),
+            (Take::All, Admit::All, 6, 80, syn_ack, true),
+            (Take::All, Admit::All, 6, 80, ack, true),
+            (Take::All, Admit::All, 6, 8443, fin_ack, true),
+            (Take::All, Admit::All, 6, 81, syn, false),
+            (Take::All, Admit::All, 6, 81, ack, false),
+            (Take::All, Admit::All, 17, 80, 0, false),
+            (Take::All, Admit::All, 1, 0, 0, false),
             (Take::Nothing, shared.clone(), 6, 80, ack, false),
             (Take::Nothing, shared.clone(), 6, 9000, syn, true),
             (Take::Nothing, shared.clone(), 6, 9001, syn, false),
-            (Take::NewConnections, shared.clone(), 6, 80, syn, true),
-            (Take::NewConnections, shared.clone(), 6, 9000, syn, false),
-            (Take::NewConnections, shared.clone(), 17, 53, 0, false),
-            (Take::Established, shared.clone(), 6, 80, ack, true),
-            (Take::Established, shared.clone(), 6, 80, syn, false),
-            (Take::Established, shared.clone(), 6, 9000, syn, true),
-            (Take::Established, shared.clone(), 6, 9001, ack, false),
-            (Take::Established, shared.clone(), 17, 53, 0, true),
-            (Take::Established, shared.clone(), 1, 0, 0, false),
+            (Take::Nothing, shared.clone(), 17, 53, 0, true),
+            (Take::Nothing, shared.clone(), 1, 0, 0, false),
+            (Take::All, shared.clone(), 6, 80, syn, true),
+            (Take::All, shared.clone(), 6, 80, ack, true),
+            (Take::All, shared.clone(), 6, 9000, syn, false),
+            (Take::All, shared.clone(), 17, 53, 0, false),
         ];
         for (take, admit, proto, port, flags, want) in cases {
             let prog = program(Some(v4), Some(v6), &admit, Some(&split(take)), false);
@@ -499,7 +481,7 @@ mod tests {
             Some(v4),
             Some(v6),
             &Admit::All,
-            Some(&split(Take::Established)),
+            Some(&split(Take::All)),
             false,
         );
         let other = with_flags(v4_packet("10.1.2.2".parse().unwrap(), 6, 80), ack);

@@ -24,12 +24,14 @@
 //!   PACKET_IGNORE_OUTGOING (or, on a host kernel without it, the filter) keeps our own tx
 //!   out of it.
 //! * Processes of one program that serve the same listeners (a pre-fork server's workers,
-//!   each with a kernel of its own) share them (`share.rs`): new connections are dealt out
-//!   through a PACKET_FANOUT group, every other segment reaches every one of them.
+//!   each with a kernel of its own) share them (`share.rs`): a PACKET_FANOUT group deals
+//!   their segments out by flow, and a process whose kernel does not have a segment's
+//!   connection passes it on to the others (`mailbox.rs`).
 //! * The backend's host system calls are raw ones (`sys.rs`), never the preload library's
 //!   hooks.
 
 mod filter;
+mod mailbox;
 mod neighbour;
 mod open;
 mod ring;
@@ -41,6 +43,7 @@ mod tx;
 mod vnet;
 
 pub use filter::{Admit, Split, Take};
+pub use mailbox::Members;
 pub use open::{claim_inherited, open_socket, OpenError, OpenInput, Opening};
 
 use std::ffi::c_int;
@@ -180,11 +183,14 @@ pub struct PacketBackend {
     receiver: Mutex<Receiver>,
     /// What the socket filters follow.
     filters: Mutex<(Admit, Option<Split>)>,
-    /// The new-connections socket (`share.rs`) while there is one, else -1, and its ring's
-    /// mapping (start, length; 0, 0 without): for the rx thread to poll and a forked child to
-    /// let go, without the receiver's lock.
-    syn_fd: AtomicI32,
-    syn_ring: (AtomicUsize, AtomicUsize),
+    /// The group's socket (`share.rs`) and the mailbox (`mailbox.rs`) while there are
+    /// ones, else -1, and the group socket's ring's mapping (start, length; 0, 0 without):
+    /// for the rx thread to poll and a forked child to let go, without the receiver's lock.
+    group_fd: AtomicI32,
+    mailbox_fd: AtomicI32,
+    group_ring: (AtomicUsize, AtomicUsize),
+    /// The size of a receive ring (see [`PacketConfig::rx_ring_bytes`]).
+    ring_bytes: usize,
     /// The kernel drops segments of connections it does not have (see `share.rs` and
     /// [`NetBackend::own_only`]).
     own_only: AtomicI32,
@@ -208,18 +214,21 @@ impl PacketBackend {
     /// keep the socket alive and receiving) and its stop eventfd, without locks or threads
     /// (neither followed the fork). The backend must never be used or dropped afterwards.
     pub fn forget_in_child(&self) {
-        let syn_ring = (
-            self.syn_ring.0.load(Ordering::Relaxed),
-            self.syn_ring.1.load(Ordering::Relaxed),
+        let group_ring = (
+            self.group_ring.0.load(Ordering::Relaxed),
+            self.group_ring.1.load(Ordering::Relaxed),
         );
-        for (base, len) in self.ring_span.into_iter().chain(Some(syn_ring)) {
+        for (base, len) in self.ring_span.into_iter().chain(Some(group_ring)) {
             if len > 0 {
                 // SAFETY: a ring's own mapping; nothing in this process reads it again.
                 unsafe { sys::munmap(base as *mut u8, len) };
             }
         }
-        let syn_fd = self.syn_fd.load(Ordering::Relaxed);
-        for fd in [self.sock.raw(), self.stop_fd.raw(), syn_fd] {
+        let group_fds = [&self.group_fd, &self.mailbox_fd].map(|fd| fd.load(Ordering::Relaxed));
+        for fd in [self.sock.raw(), self.stop_fd.raw()]
+            .into_iter()
+            .chain(group_fds)
+        {
             if fd < 0 {
                 continue;
             }

@@ -3,14 +3,16 @@
 //! packets too big for its frames, from the socket's queue with
 //! `recvmsg(MSG_DONTWAIT|MSG_TRUNC)`. Each goes to LKL with a virtio_net_hdr (`vnet.rs`) and,
 //! on Ethernet, teaches the backend its next hop (`neighbour.rs`). A process that serves
-//! listeners with others has a second socket, for its share of their new connections
-//! (`share.rs`): it is read first, the same way.
+//! listeners with others has a second socket, for its share of their connections
+//! (`share.rs`), read first, the same way; then its mailbox, with the segments the other
+//! processes passed on to it (`mailbox.rs`).
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::ptr;
 use std::sync::atomic::Ordering;
 
+use super::mailbox::{self, Mailbox, Route};
 use super::ring::{RxRing, TP_STATUS_COPY};
 use super::vnet::offload_hdr;
 use super::{sys, PacketBackend, ETH_HLEN, PACKET_AUXDATA, SOL_PACKET};
@@ -38,8 +40,22 @@ const RX_MAX: usize = 65535;
 pub(super) struct Receiver {
     /// The backend's own socket's.
     pub(super) main: Source,
-    /// The socket that deals out new connections of shared listeners (see `share.rs`).
-    pub(super) syns: Option<(sys::Fd, Source)>,
+    /// The socket in the group that deals out the shared listeners' segments (`share.rs`).
+    pub(super) group: Option<(sys::Fd, Source)>,
+    /// Where the group's other processes pass on segments of this one's connections.
+    pub(super) mailbox: Option<(Mailbox, Source)>,
+}
+
+/// Which socket a packet came through: what becomes of one the kernel gives back
+/// ([`Delivery::Foreign`]).
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// The backend's own socket, which every process of the program may see it on: dropped.
+    Own,
+    /// The group's: passed on to the other processes.
+    Group(&'a Mailbox),
+    /// This process's mailbox: another process passed it on to all, dropped.
+    Mailbox(&'a Mailbox),
 }
 
 /// What a socket is read through.
@@ -80,14 +96,27 @@ impl PacketBackend {
         deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
     ) -> Result<usize, Errno> {
         let mut receiver = lock(&self.receiver);
-        let Receiver { main, syns } = &mut *receiver;
+        let Receiver {
+            main,
+            group,
+            mailbox,
+        } = &mut *receiver;
         let mut taken = 0;
         let mut room = true;
-        if let Some((sock, syns)) = syns {
-            (taken, room) = self.drain(sock, syns, budget, deliver)?;
+        if let (Some((sock, source)), Some((mailbox, _))) = (group.as_mut(), mailbox.as_ref()) {
+            (taken, room) = self.drain(sock, source, Via::Group(mailbox), budget, deliver)?;
+        }
+        if let Some((mailbox, source)) = mailbox.as_mut() {
+            if room && taken < budget {
+                let via = Via::Mailbox(mailbox);
+                let (n, more) = self.drain(mailbox.fd(), source, via, budget - taken, deliver)?;
+                (taken, room) = (taken + n, more);
+            }
         }
         if room && taken < budget {
-            taken += self.drain(&self.sock, main, budget - taken, deliver)?.0;
+            taken += self
+                .drain(&self.sock, main, Via::Own, budget - taken, deliver)?
+                .0;
         }
         self.counters
             .rx_packets
@@ -101,15 +130,18 @@ impl PacketBackend {
         &self,
         sock: &sys::Fd,
         source: &mut Source,
+        via: Via<'_>,
         budget: usize,
         deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
     ) -> Result<(usize, bool), Errno> {
         let Source { ring, buf, pending } = source;
+        let deliver =
+            &mut |hdr: &[u8; VNET_HDR_LEN], packet: &[u8]| give(via, hdr, packet, deliver);
         let mut taken = 0;
         while taken < budget {
             let Some(ring) = ring.as_mut() else {
-                match self.deliver_from_queue(sock, queue_buf(buf), pending, deliver)? {
-                    Some(Delivery::Taken) => taken += 1,
+                match self.deliver_from_queue(sock, via, queue_buf(buf), pending, deliver)? {
+                    Some(Delivery::Taken | Delivery::Foreign) => taken += 1,
                     Some(Delivery::NoMemory) => return Ok((taken, false)),
                     None => break,
                 }
@@ -120,7 +152,8 @@ impl PacketBackend {
             };
             let delivered = if frame.status & TP_STATUS_COPY != 0 {
                 // Too big for the frame: the whole packet waits in the receive queue.
-                let delivered = self.deliver_from_queue(sock, queue_buf(buf), pending, deliver)?;
+                let delivered =
+                    self.deliver_from_queue(sock, via, queue_buf(buf), pending, deliver)?;
                 if delivered == Some(Delivery::Taken) {
                     self.counters.rx_copied.fetch_add(1, Ordering::Relaxed);
                 }
@@ -136,7 +169,7 @@ impl PacketBackend {
             match delivered {
                 // The frame stays ours; the next call starts with it.
                 Some(Delivery::NoMemory) => return Ok((taken, false)),
-                Some(Delivery::Taken) => taken += 1,
+                Some(Delivery::Taken | Delivery::Foreign) => taken += 1,
                 None => {
                     self.counters.rx_truncated.fetch_add(1, Ordering::Relaxed);
                 }
@@ -152,13 +185,16 @@ impl PacketBackend {
     fn deliver_from_queue(
         &self,
         sock: &sys::Fd,
+        via: Via<'_>,
         buf: &mut [u8],
         pending: &mut Option<(usize, [u8; VNET_HDR_LEN])>,
         deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
     ) -> Result<Option<Delivery>, Errno> {
-        let Some((len, hdr)) = (match pending.take() {
-            Some(kept) => Some(kept),
-            None => self.recv(sock, buf)?,
+        let Some((len, hdr)) = (match (pending.take(), via) {
+            (Some(kept), _) => Some(kept),
+            (None, Via::Mailbox(_)) => mailbox::recv(sock, buf)
+                .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?,
+            (None, _) => self.recv(sock, buf)?,
         }) else {
             return Ok(None);
         };
@@ -241,6 +277,34 @@ impl PacketBackend {
                 offload_hdr(host_hdr, link, status, &buf[..len]),
             )));
         }
+    }
+}
+
+/// Hands the kernel a packet that came `via` a socket, and deals with one it gives back. New
+/// connections from the group may go to another process (`mailbox.rs`); one handed over
+/// just after this process stopped listening is dropped, and the peer sends it again, as to
+/// a host listener whose queue is full: this kernel would refuse it.
+fn give(
+    via: Via<'_>,
+    hdr: &[u8; VNET_HDR_LEN],
+    packet: &[u8],
+    deliver: &mut dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> Delivery,
+) -> Delivery {
+    match via {
+        Via::Group(mailbox) if mailbox.route_new_connection(hdr, packet) == Route::Elsewhere => {
+            return Delivery::Taken
+        }
+        Via::Mailbox(mailbox) if mailbox.not_for_us(packet) => return Delivery::Taken,
+        _ => {}
+    }
+    match deliver(hdr, packet) {
+        Delivery::Foreign => {
+            if let Via::Group(mailbox) = via {
+                mailbox.pass_on(hdr, packet);
+            }
+            Delivery::Taken
+        }
+        d => d,
     }
 }
 

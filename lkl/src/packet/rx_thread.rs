@@ -81,12 +81,13 @@ impl PacketBackend {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            // The new-connections socket, while in a group (`share.rs`): a negative fd is
-            // ignored by poll.
+            // The group's socket and the mailbox, while in a group (`share.rs`): a negative
+            // fd is ignored by poll.
             let mut fds = [
                 pollin(self.sock.raw()),
                 pollin(self.stop_fd.raw()),
-                pollin(self.syn_fd.load(Ordering::Relaxed)),
+                pollin(self.group_fd.load(Ordering::Relaxed)),
+                pollin(self.mailbox_fd.load(Ordering::Relaxed)),
             ];
             match sys::ppoll(&mut fds, None) {
                 Ok(_) => {}
@@ -107,9 +108,8 @@ impl PacketBackend {
                 }
                 continue;
             }
-            // The new-connections socket may have closed (left the group) since its number
-            // was read: only its packets count.
-            fds[0].revents |= fds[2].revents & libc::POLLIN;
+            // The group socket's packets and the mailbox's wake the kernel like the main's.
+            fds[0].revents |= (fds[2].revents | fds[3].revents) & libc::POLLIN;
             if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
                 log::error!(target: "lkl", "packet backend: socket error; rx stops");
                 return;
@@ -132,7 +132,7 @@ impl PacketBackend {
         }
     }
 
-    /// Has the rx thread poll the sockets there are now (one joined or left a group).
+    /// Has the rx thread poll the sockets there are now (joined a group).
     pub(super) fn rethink_rx(&self) {
         if let Err(e) = sys::eventfd_signal(&self.stop_fd) {
             log::error!(target: "lkl", "packet backend: waking the rx thread: {e}");

@@ -1,21 +1,20 @@
 //! Listeners served by several processes of one program: a pre-fork server's workers, each
 //! with a kernel of its own, all listening on the same ports of the same address.
 //!
-//! Every segment of a connection must reach the kernel that has it, also while processes
-//! come and go (`nginx -s reload` starts new workers while the old ones finish their
-//! connections). A PACKET_FANOUT group alone cannot do that: its flow hash is taken modulo
-//! the number of members, so a member joining or leaving moves most flows elsewhere. So:
+//! Each serving process has a second packet socket, in one PACKET_FANOUT group with the
+//! others' (flow hash, fragments reassembled first). Every TCP segment to a shared listener's
+//! port reaches exactly one of them; no other socket of the program takes those. The host
+//! deals a new connection's SYN to one process, whose kernel answers it and so owns the
+//! connection; while the members stay the same, the flow's later segments hash to the same
+//! process. When members come and go (`nginx -s reload`), the hash, taken modulo their
+//! number, sends flows elsewhere: a kernel given a segment it has no connection for gives it
+//! back unseen ([`NetBackend::own_only`](crate::netdev::NetBackend::own_only)) instead of
+//! answering it with a reset, and its process passes it on to the others (`mailbox.rs`).
 //!
-//! * new connections (a SYN without ACK to a shared listener's port) go to a second socket
-//!   of each serving process, in one fanout group (flow hash, fragments reassembled first):
-//!   the host deals each to one process, whose kernel answers it and so owns the connection;
-//! * every other segment to those ports reaches every serving process's own socket, and
-//!   each kernel takes those of its own connections: the others' kernels drop them before
-//!   their stack sees them ([`NetBackend::own_only`](crate::netdev::NetBackend::own_only)),
-//!   rather than answer them with resets. A segment of a connection no process has any
-//!   longer then gets no reset either; its peer times out instead.
-//!
-//! A process leaves the group by closing its second socket, once it no longer listens.
+//! A process stays in the group until it exits, also when it no longer listens (an old
+//! worker finishing its connections): leaving would move flows again, and the group would
+//! be empty once every process has stopped listening (`nginx -s quit`) while downloads still
+//! run. SYNs dealt to a process that does not listen go to one that does.
 
 use std::ffi::c_int;
 use std::io;
@@ -23,25 +22,23 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use super::filter::{self, Split, Take};
+use super::mailbox::{Mailbox, Members};
 use super::open::{bind_to, set_receive_options};
 use super::ring::RxRing;
 use super::rx::Source;
 use super::{sys, Admit, PacketBackend, SOL_PACKET};
 use crate::locks::lock;
 
-/// The new-connections socket's ring: SYNs are small and a burst of them waits here only
-/// until the next poll.
-const SYN_RING_BYTES: usize = 256 << 10;
-
 impl PacketBackend {
     /// Makes `sock` (from [`open_socket`](super::open_socket), opened while the process
     /// still had the privilege) this process's socket in fanout group `group`, where it takes
-    /// a share of the new connections of `split`'s listeners; then the backend's own socket
-    /// takes every other segment of theirs (`split` says [`Take::Established`]) and the rest
-    /// `admit` lets in.
+    /// a share of the segments of `split`'s listeners, and opens its mailbox in `members`
+    /// (shared by the group's processes); then the backend's own socket takes none of
+    /// them (`split` says [`Take::Nothing`]), and the rest `admit` lets in.
     pub fn join_group(
         &self,
-        group: u16,
+        group: u32,
+        members: &'static Members,
         sock: OwnedFd,
         admit: &Admit,
         split: &Split,
@@ -51,51 +48,41 @@ impl PacketBackend {
         const PACKET_FANOUT_FLAG_DEFRAG: c_int = 0x8000;
         let sock = sys::Fd::adopt(sock.into_raw_fd())?;
         sys::set_cloexec(&sock, true)?;
+        let mut mailbox = Mailbox::open(group, members)?;
+        mailbox.set_serving(&split.serving);
         let mut filters = lock(&self.filters);
-        filter::attach(&sock, &self.syn_program(admit, split))?;
+        filter::attach(&sock, &self.group_program(admit, split))?;
         set_receive_options(&sock, self.drop_outgoing, self.vnet)?;
-        // Before bind, so that SYNs come to the ring from the first; the host that gave the
-        // main socket a ring gives this one too, else recvmsg.
-        let ring = RxRing::set_up(&sock, self.mtu, SYN_RING_BYTES).ok();
+        // Before bind, so that segments come to the ring from the first; the host that gave
+        // the main socket a ring gives this one too, else recvmsg.
+        let ring = RxRing::set_up(&sock, self.mtu, self.ring_bytes).ok();
         bind_to(&sock, self.ifindex)?;
         let arg: c_int =
-            c_int::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+            c_int::from(group as u16) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
         // SAFETY: PACKET_FANOUT takes an int.
         unsafe { sys::setsockopt(&sock, SOL_PACKET, PACKET_FANOUT, &arg) }?;
         let source = Source::new(ring);
         let (base, len) = source.ring_span().unwrap_or((0, 0));
-        self.syn_ring.0.store(base, Ordering::Relaxed);
-        self.syn_ring.1.store(len, Ordering::Relaxed);
-        self.syn_fd.store(sock.raw(), Ordering::Relaxed);
-        lock(&self.receiver).syns = Some((sock, source));
+        self.group_ring.0.store(base, Ordering::Relaxed);
+        self.group_ring.1.store(len, Ordering::Relaxed);
+        self.group_fd.store(sock.raw(), Ordering::Relaxed);
+        self.mailbox_fd.store(mailbox.fd().raw(), Ordering::Relaxed);
+        {
+            let mut receiver = lock(&self.receiver);
+            receiver.group = Some((sock, source));
+            receiver.mailbox = Some((mailbox, Source::new(None)));
+        }
         self.rethink_rx();
-        // Only now that new connections come through the group does this socket stop
-        // taking them.
+        // Only now that the group deals the segments out does this socket stop taking them.
         *filters = (admit.clone(), Some(split.clone()));
         self.attach_filters(&filters)
     }
 
-    /// Leaves the fanout group: no new connections come to this process any more. Those
-    /// it has keep coming to its own socket.
-    pub fn leave_group(&self) {
-        let filters = lock(&self.filters);
-        self.syn_fd.store(-1, Ordering::Relaxed);
-        self.syn_ring.0.store(0, Ordering::Relaxed);
-        self.syn_ring.1.store(0, Ordering::Relaxed);
-        // The socket closes (and leaves the group) as it drops, its ring with it.
-        let left = lock(&self.receiver).syns.take();
-        drop(filters);
-        if left.is_some() {
-            self.rethink_rx();
-        }
-    }
-
-    /// The program for the new-connections socket.
-    fn syn_program(&self, admit: &Admit, split: &Split) -> Vec<libc::sock_filter> {
+    /// The program for the group's socket.
+    fn group_program(&self, admit: &Admit, split: &Split) -> Vec<libc::sock_filter> {
         let split = Split {
-            listeners: split.serving.clone(),
-            take: Take::NewConnections,
-            serving: split.serving.clone(),
+            take: Take::All,
+            ..split.clone()
         };
         filter::program(
             self.ipv4,
@@ -106,12 +93,13 @@ impl PacketBackend {
         )
     }
 
-    /// Puts `filters` on the sockets: the main one's and, while in a group, the
-    /// new-connections socket's.
+    /// Puts `filters` on the sockets: the main one's and, while in a group, the group's;
+    /// the mailbox learns which shared ports this process listens on.
     pub(super) fn attach_filters(&self, filters: &(Admit, Option<Split>)) -> io::Result<()> {
         let (admit, split) = filters;
-        // Processes that share listeners see each other's segments: before the filter lets
-        // them in, the kernel drops those it has no connection for.
+        // Processes that share listeners may see each other's segments (on the group's
+        // socket after a change of members, on their own for client connections): the
+        // kernel gives back those it has no connection for.
         if split.is_some() {
             self.own_only.store(1, Ordering::Relaxed);
         }
@@ -123,8 +111,14 @@ impl PacketBackend {
             self.drop_outgoing,
         );
         filter::attach(&self.sock, &main)?;
-        if let (Some(split), Some((sock, _))) = (split, &lock(&self.receiver).syns) {
-            filter::attach(sock, &self.syn_program(admit, split))?;
+        if let Some(split) = split {
+            let mut receiver = lock(&self.receiver);
+            if let Some((sock, _)) = &receiver.group {
+                filter::attach(sock, &self.group_program(admit, split))?;
+            }
+            if let Some((mailbox, _)) = &mut receiver.mailbox {
+                mailbox.set_serving(&split.serving);
+            }
         }
         Ok(())
     }

@@ -132,6 +132,21 @@ pub fn bind_ll(fd: &Fd, addr: &libc::sockaddr_ll) -> io::Result<()> {
     .map(drop)
 }
 
+/// Binds `fd` to the first `len` bytes of `addr` (an abstract name's length counts).
+pub fn bind_unix(fd: &Fd, addr: &libc::sockaddr_un, len: libc::socklen_t) -> io::Result<()> {
+    let len = len.min(std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t);
+    // SAFETY: addr is a valid sockaddr_un read during the call, for at most its size.
+    check(unsafe { crate::raw_syscall!(libc::SYS_bind, fd.0, ptr::from_ref(addr), len) }).map(drop)
+}
+
+/// # Safety
+/// `msg` must describe valid buffers (name, iovecs) for the call.
+pub unsafe fn sendmsg(fd: &Fd, msg: &libc::msghdr, flags: c_int) -> io::Result<usize> {
+    // SAFETY: the caller vouches for the buffers msg points to.
+    check(unsafe { crate::raw_syscall!(libc::SYS_sendmsg, fd.0, ptr::from_ref(msg), flags) })
+        .map(|n| n as usize)
+}
+
 /// # Safety
 /// `msg` must describe valid writable buffers (name, iovecs, control) for the call.
 pub unsafe fn recvmsg(fd: &Fd, msg: &mut libc::msghdr, flags: c_int) -> io::Result<usize> {

@@ -151,8 +151,10 @@ static netdev_tx_t lkl_netdev_xmit(struct sk_buff *skb,
 
 /*
  * Whether the bare IP packet is a TCP segment, other than a new
- * connection's SYN, of a connection (or request, or time-wait) that this
- * kernel does not have (see lkl_netdev.own_only).
+ * connection's SYN, of a connection (or request) that this kernel does not
+ * have (see lkl_netdev.own_only). A time-wait socket has only a FIN sent
+ * again: the peer's port may already carry a new connection that another
+ * kernel took, whose segments this one would answer with resets.
  */
 static bool lkl_netdev_foreign(struct net_device *dev, const u8 *p,
 			       unsigned int len)
@@ -162,6 +164,7 @@ static bool lkl_netdev_foreign(struct net_device *dev, const u8 *p,
 	struct net *net = dev_net(dev);
 	struct sock *sk = NULL;
 	unsigned int thoff;
+	bool foreign;
 
 	hashinfo = net->ipv4.tcp_death_row.hashinfo;
 	if (p[0] >> 4 == 4) {
@@ -204,8 +207,9 @@ static bool lkl_netdev_foreign(struct net_device *dev, const u8 *p,
 	}
 	if (!sk)
 		return true;
+	foreign = sk->sk_state == TCP_TIME_WAIT && !th->fin;
 	sock_gen_put(sk);
-	return false;
+	return foreign;
 }
 
 /*
@@ -236,7 +240,7 @@ static int lkl_netdev_deliver(void *ctx, const void *vnet_hdr,
 	if (priv->nd->own_only && READ_ONCE(*priv->nd->own_only) &&
 	    lkl_netdev_foreign(dev, packet, len)) {
 		dev_core_stats_rx_nohandler_inc(dev);
-		return 0;
+		return LKL_NETDEV_FOREIGN;
 	}
 	skb = alloc_skb(NET_SKB_PAD + NET_IP_ALIGN + len,
 			GFP_ATOMIC | __GFP_NOWARN);

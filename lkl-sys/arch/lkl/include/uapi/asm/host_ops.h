@@ -140,10 +140,12 @@ struct lkl_netdev_ops {
 	 * virtio_net_hdr, packet to its len bytes (the IP header first, up to
 	 * 65535 bytes). Both need only stay valid during the call, which
 	 * copies them. deliver returns 0 when the packet was taken (also when
-	 * the kernel dropped it as malformed) and -ENOMEM when the kernel has
-	 * no memory for it now: rx then stops and keeps that packet for a
-	 * later call. Returns the number of packets taken, or a negative
-	 * errno when the host failed.
+	 * the kernel dropped it as malformed), LKL_NETDEV_FOREIGN when the
+	 * kernel did not take it because it belongs to another kernel (see
+	 * own_only; the host may hand it to that one), and -ENOMEM when the
+	 * kernel has no memory for it now: rx then stops and keeps that packet
+	 * for a later call. Returns the number of packets taken or foreign, or
+	 * a negative errno when the host failed.
 	 */
 	int (*rx)(struct lkl_netdev *nd, int budget, lkl_netdev_deliver_t deliver,
 		  void *ctx);
@@ -164,15 +166,18 @@ struct lkl_netdev {
 	int irq;
 	/*
 	 * Optional, read at every rx packet: while the host sets it non-zero,
-	 * TCP segments of connections the kernel does not have are dropped
-	 * unseen, first segments of new ones (SYN without ACK) excepted. For
-	 * kernels that each get every segment of connections shared out among
-	 * several of them (processes serving the same listeners): a kernel
-	 * must neither answer the others' segments with resets nor spend time
-	 * on them.
+	 * TCP segments of connections the kernel does not have are not taken
+	 * but given back unseen (deliver returns LKL_NETDEV_FOREIGN), first
+	 * segments of new ones (SYN without ACK) excepted. For kernels that
+	 * share out the connections of the same listeners (one per process of
+	 * a pre-fork server): a kernel must not answer the others' segments
+	 * with resets, and its host can pass them on to the one that has them.
 	 */
 	const int *own_only;
 };
+
+/* deliver's answer for a segment of a connection another kernel has */
+#define LKL_NETDEV_FOREIGN	1
 
 /*
  * The host segments TCP GSO packets and finishes partial checksums itself
