@@ -229,14 +229,15 @@ fn join_group() {
     let joined = match (fd, members()) {
         (..0, _) => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
         (_, None) => Err(std::io::Error::from_raw_os_error(libc::ENOMEM)),
-        // SAFETY: the socket open_group_socket opened; ownership moves here.
         (fd, Some(m)) => {
-            kernel::ownership().join_group(group, m, unsafe { OwnedFd::from_raw_fd(fd) })
+            // SAFETY: the socket open_group_socket opened; ownership moves here.
+            let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+            kernel::ownership().join_group(group, m, sock)
         }
     };
     if let Err(e) = joined {
         log::warn!(
-            "cannot join the packet fanout group {group} that deals new connections out to \
+            "cannot join the packet fanout group {group} that deals connections out to \
              this program's processes ({e}); this process gets none"
         );
         return;
