@@ -180,10 +180,6 @@ impl Mailbox {
         let Some(port) = new_connection_port(packet) else {
             return Route::Here;
         };
-        if !self.serving.contains(&port) {
-            self.hand_over(hdr, packet, 0);
-            return Route::Elsewhere;
-        }
         let now = monotonic_ms();
         let mine = self.members.slots[self.slot]
             .joined_ms
@@ -192,8 +188,13 @@ impl Mailbox {
         if self.hand_over(hdr, packet, since) {
             return Route::Elsewhere;
         }
-        // A newer process is still starting: dropped, the peer sends it again.
+        // A newer process is still starting: dropped, the peer sends it again. (Handed to
+        // another old one, it could start a handshake just before that one stops listening.)
         if self.members.forked_ms.load(Ordering::Acquire) >= since {
+            return Route::Elsewhere;
+        }
+        if !self.serving.contains(&port) {
+            self.hand_over(hdr, packet, 0);
             return Route::Elsewhere;
         }
         Route::Here
