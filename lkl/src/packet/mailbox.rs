@@ -13,7 +13,8 @@
 //! not listen on its port (an old worker finishing its connections) is handed to one member
 //! that does, and dropped while none does (the peer sends it again, as to a host listener
 //! with a full queue). For a moment after a newer process is forked with the listeners, the
-//! older ones hand theirs to the newer ones that joined, and drop them until one has: a
+//! older ones hand theirs to the newer ones that joined (after the first 100 ms, so that the
+//! first to join does not get them all), and drop them until then: a
 //! reload's old workers are about to close their listeners (nginx tells them to 100 ms after
 //! it starts the new ones), and a handshake their kernel began would then end in a reset.
 //! On the host all workers share one listener's queue, so none is lost.
@@ -185,12 +186,18 @@ impl Mailbox {
             .joined_ms
             .load(Ordering::Acquire);
         let since = (mine + NEWER_MS).max(now.saturating_sub(NEWCOMER_MS));
+        let forked = self.members.forked_ms.load(Ordering::Acquire);
+        // The newer processes of a batch join a few ms apart: the first to join would get
+        // them all (kept-alive clients stay), so none is handed over before all can be in.
+        if forked >= since && now < forked + NEWER_MS {
+            return Route::Elsewhere;
+        }
         if self.hand_over(hdr, packet, since) {
             return Route::Elsewhere;
         }
         // A newer process is still starting: dropped, the peer sends it again. (Handed to
         // another old one, it could start a handshake just before that one stops listening.)
-        if self.members.forked_ms.load(Ordering::Acquire) >= since {
+        if forked >= since {
             return Route::Elsewhere;
         }
         if !self.serving.contains(&port) {
