@@ -175,8 +175,9 @@ impl Mailbox {
             .store((!ports.is_empty()).into(), Ordering::Release);
     }
 
-    /// Where a segment from the group goes: a new connection to another process when this
-    /// one does not listen on its port or a newer member has just joined (see the top).
+    /// Where a segment from the group goes: a new connection goes to a newer process, or is
+    /// dropped while one is starting, or to one that listens when this one does not (see
+    /// the top); everything else stays here.
     pub(super) fn route_new_connection(&self, hdr: &[u8; VNET_HDR_LEN], packet: &[u8]) -> Route {
         let Some(port) = new_connection_port(packet) else {
             return Route::Here;
