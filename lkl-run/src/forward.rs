@@ -319,8 +319,8 @@ fn serve(client: TcpStream, peer: SocketAddr, rule: &Rule, proxy: Option<Version
 }
 
 /// Copies `from` to `to` until `from` ends. An end of stream is passed on as a half-close (the
-/// other direction goes on); an error on either socket ends both directions, waking the other
-/// thread.
+/// other direction goes on); an error on either socket (a reset) aborts both connections,
+/// waking the other thread.
 fn pump(from: &TcpStream, to: &TcpStream) {
     let mut buf = vec![0u8; BUFFER];
     let mut from_r = from;
@@ -339,8 +339,31 @@ fn pump(from: &TcpStream, to: &TcpStream) {
             break;
         }
     }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
+    abort(from);
+    abort(to);
+}
+
+/// Makes the socket's close send a reset, as the peer on the other side did, then wakes any
+/// thread blocked on it. A plain close would send a FIN: once shut for reading a socket no
+/// longer opens its window, so a peer still sending would be held at a zero window until the
+/// orphan times out, a minute later.
+fn abort(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) on a socket owned by `stream`, reading a `linger` that lives for
+    // the call, with its exact size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 #[cfg(test)]
