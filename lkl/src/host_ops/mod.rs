@@ -24,7 +24,7 @@ mod tls;
 pub(crate) use console::flush_console;
 pub(crate) use fork::{forget_parent_kernel, guard_forks};
 pub(crate) use threads::{join_kernel_threads, spawn_library_thread};
-pub(crate) use time::stop_leftover_timers;
+pub(crate) use time::{monotonic_ns, stop_leftover_timers};
 
 use std::panic::{self, AssertUnwindSafe};
 

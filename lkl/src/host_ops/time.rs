@@ -14,15 +14,18 @@ use crate::locks::{lock, wait, wait_until};
 use crate::sys;
 
 pub(super) unsafe extern "C" fn time_ns() -> c_ulonglong {
-    no_unwind("time_ns", || {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    })
+    no_unwind("time_ns", monotonic_ns)
+}
+
+/// CLOCK_MONOTONIC in ns: the kernel's clock, and one clock for all of a program's processes.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A one-shot timer: a host thread that sleeps until the deadline and then calls the kernel.

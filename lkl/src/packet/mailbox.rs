@@ -26,7 +26,6 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::sys;
@@ -260,12 +259,7 @@ impl Mailbox {
                 iov_len: packet.len(),
             },
         ];
-        // SAFETY: msghdr is plain data; all zeroes is a valid value.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = ptr::from_mut(&mut addr).cast();
-        msg.msg_namelen = len;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len();
+        let msg = sys::msghdr(Some((&mut addr, len)), &mut iov);
         // SAFETY: msg names the address and the two buffers, alive during the call, which
         // only reads them.
         match unsafe { sys::sendmsg(&self.sock, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) } {
@@ -306,10 +300,7 @@ pub(super) fn recv(
                 iov_len: buf.len(),
             },
         ];
-        // SAFETY: msghdr is plain data; all zeroes is a valid value.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len();
+        let mut msg = sys::msghdr::<()>(None, &mut iov);
         // SAFETY: msg names the two buffers, exclusively ours during the call.
         let len = match unsafe { sys::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT) } {
             Ok(len) => len,
@@ -326,13 +317,7 @@ pub(super) fn recv(
 
 /// CLOCK_MONOTONIC in ms: one clock for all processes.
 fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    crate::host_ops::monotonic_ns() / 1_000_000
 }
 
 /// The abstract name of `pid`'s mailbox in group `group`, and its length.

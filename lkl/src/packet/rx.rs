@@ -239,7 +239,10 @@ impl PacketBackend {
                     used += 1;
                 }
             }
-            let mut msg = ll_msghdr(&mut sll, &mut iov[..used]);
+            let mut msg = sys::msghdr(
+                Some((&mut sll, size_of::<libc::sockaddr_ll>() as u32)),
+                &mut iov[..used],
+            );
             msg.msg_control = control.as_mut_ptr().cast();
             msg.msg_controllen = size_of_val(&control);
             let headers = link + if self.vnet { VNET_HDR_LEN } else { 0 };
@@ -314,16 +317,4 @@ fn queue_buf(buf: &mut Vec<u8>) -> &mut [u8] {
         buf.resize(RX_MAX, 0);
     }
     buf
-}
-
-/// A msghdr for one packet: link-layer address `sll`, data `iov`. It points into both, so
-/// they must outlive its use.
-fn ll_msghdr(sll: &mut libc::sockaddr_ll, iov: &mut [libc::iovec]) -> libc::msghdr {
-    // SAFETY: msghdr is plain data; all zeroes is a valid value.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_name = ptr::from_mut(sll).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = iov.len();
-    msg
 }

@@ -139,6 +139,20 @@ pub fn bind_unix(fd: &Fd, addr: &libc::sockaddr_un, len: libc::socklen_t) -> io:
     check(unsafe { crate::raw_syscall!(libc::SYS_bind, fd.0, ptr::from_ref(addr), len) }).map(drop)
 }
 
+/// A msghdr naming the address `name` (`T` a sockaddr, or `()` for none) and the buffers
+/// `iov`. It points into both, so they must outlive its use.
+pub fn msghdr<T>(name: Option<(&mut T, libc::socklen_t)>, iov: &mut [libc::iovec]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some((addr, len)) = name {
+        msg.msg_name = ptr::from_mut(addr).cast();
+        msg.msg_namelen = len;
+    }
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    msg
+}
+
 /// # Safety
 /// `msg` must describe valid buffers (name, iovecs) for the call.
 pub unsafe fn sendmsg(fd: &Fd, msg: &libc::msghdr, flags: c_int) -> io::Result<usize> {
