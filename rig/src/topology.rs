@@ -420,6 +420,14 @@ impl VenetBuilder {
             format!("route add ::/0 dev {VENET_IF}"),
         ]);
         ip_batch(container.name(), &cmds)?;
+        if !self.plain_tun {
+            // OpenVZ's venet has no transmit queue (tx_queue_len 0), so Linux gives it the
+            // `noqueue` qdisc: packets go straight to the device. The tun keeps its ring.
+            container.run(
+                "tc",
+                &["qdisc", "replace", "dev", VENET_IF, "root", "noqueue"],
+            )?;
+        }
         let mut cmds = tun_setup(VENET_PEER_IF).to_vec();
         cmds.extend([
             format!("addr add {}/32 dev {VENET_PEER_IF}", a.peer_v4),

@@ -12,7 +12,7 @@ use lkl_rig::{Topology, VenetTopology};
 const LIMIT: Duration = Duration::from_secs(25);
 
 #[test]
-fn venet0_is_a_link_void_l3_noarp_pointopoint_tun_with_the_host_address() {
+fn venet0_is_a_link_void_l3_noarp_pointopoint_tun_without_a_qdisc_with_the_host_address() {
     let topo = VenetTopology::builder().build().unwrap();
     let c = topo.container_ns();
     let link = c.run("ip", &["-d", "link", "show", "venet0"]).unwrap();
@@ -21,6 +21,7 @@ fn venet0_is_a_link_void_l3_noarp_pointopoint_tun_with_the_host_address() {
         "NOARP",
         ",UP",
         "mtu 1500",
+        "qdisc noqueue",
         "link/void",
         "tun type tun pi off vnet_hdr off",
     ] {
