@@ -224,25 +224,28 @@ impl Mailbox {
     }
 
     /// Hands a new connection's SYN to one other member that accepts and joined at
-    /// `joined_since` (ms) or later, chosen by the SYN's source port; false when none does.
+    /// `joined_since` (ms) or later, chosen by the SYN's source port among those; false when
+    /// none does. Chosen among the candidates, not by table slot: a reload's new workers take
+    /// neighbouring slots, and counting from a slot would give the first nearly all.
     fn hand_over(&self, hdr: &[u8; VNET_HDR_LEN], packet: &[u8], joined_since: u64) -> bool {
-        let start = source_port(packet).map_or(0, usize::from);
-        for i in 0..MAX_MEMBERS {
-            let slot = (start + i) % MAX_MEMBERS;
-            let s = &self.members.slots[slot];
+        let mut candidates = [(0usize, 0u32); MAX_MEMBERS];
+        let mut n = 0;
+        for (slot, s) in self.members.slots.iter().enumerate() {
             let pid = s.pid.load(Ordering::Acquire);
-            if pid == 0
-                || pid == self.pid
-                || s.accepting.load(Ordering::Acquire) == 0
-                || s.joined_ms.load(Ordering::Acquire) < joined_since
+            if pid != 0
+                && pid != self.pid
+                && s.accepting.load(Ordering::Acquire) != 0
+                && s.joined_ms.load(Ordering::Acquire) >= joined_since
             {
-                continue;
-            }
-            if self.send(slot, pid, hdr, packet) {
-                return true;
+                candidates[n] = (slot, pid);
+                n += 1;
             }
         }
-        false
+        let start = source_port(packet).map_or(0, usize::from);
+        (0..n).any(|i| {
+            let (slot, pid) = candidates[(start + i) % n];
+            self.send(slot, pid, hdr, packet)
+        })
     }
 
     /// Sends the segment to `pid`'s mailbox; false when it is gone (its slot is freed then)
@@ -480,5 +483,42 @@ mod tests {
         drop(b_sock);
         a.pass_on(&hdr, &v4(80, 0x10));
         assert_eq!(members.slots[b_slot].pid.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn new_connections_handed_over_are_shared_by_newcomers_in_neighbouring_slots() {
+        let members = Members::map_shared().unwrap();
+        let group = 0xffe0_0000 | std::process::id();
+        let a = Mailbox::open(group, members).unwrap();
+        // A reload's two new workers: the next two free slots, joined now, listening.
+        let newcomers: Vec<_> = (1..=2)
+            .map(|k| {
+                let pid = a.pid + k * 1_000_000;
+                let slot = members.enter(pid).unwrap();
+                members.slots[slot].accepting.store(1, Ordering::Release);
+                let (addr, len) = address(group, pid);
+                let sock =
+                    sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0).unwrap();
+                sys::bind_unix(&sock, &addr, len).unwrap();
+                (slot, sock)
+            })
+            .collect();
+        assert_eq!(newcomers[1].0, newcomers[0].0 + 1, "neighbouring slots");
+        let hdr = [0u8; VNET_HDR_LEN];
+        let mut buf = vec![0u8; 2048];
+        let mut got = [0usize; 2];
+        // Eight clients reconnecting at once, as kept-alive clients do after a reload; a
+        // mailbox queues at most 10, so each is read as it arrives.
+        for sport in 40000..40008u16 {
+            let mut syn = v4(80, 0x02);
+            syn[20..22].copy_from_slice(&sport.to_be_bytes());
+            assert!(a.hand_over(&hdr, &syn, 0), "handed over");
+            for (n, (_, sock)) in got.iter_mut().zip(&newcomers) {
+                while recv(sock, &mut buf).unwrap().is_some() {
+                    *n += 1;
+                }
+            }
+        }
+        assert_eq!(got, [4, 4], "both newcomers take their share");
     }
 }
